@@ -1,0 +1,43 @@
+"""MemReranker: rerank an agent's memories with MemReranker models, local or hosted.
+
+Importing this package never imports torch; local inference loads it on first use.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from memreranker.errors import (
+    AuthenticationError,
+    InferenceError,
+    InvalidResponseError,
+    MemRerankerError,
+    ModelLoadError,
+    RateLimitError,
+    RerankTimeoutError,
+    ServiceConnectionError,
+    ServiceError,
+)
+from memreranker.reranker import MemReranker
+from memreranker.settings import RerankerSettings
+from memreranker.types import RerankResult
+
+logging.getLogger("memreranker").addHandler(logging.NullHandler())
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthenticationError",
+    "InferenceError",
+    "InvalidResponseError",
+    "MemReranker",
+    "MemRerankerError",
+    "ModelLoadError",
+    "RateLimitError",
+    "RerankResult",
+    "RerankTimeoutError",
+    "RerankerSettings",
+    "ServiceConnectionError",
+    "ServiceError",
+    "__version__",
+]

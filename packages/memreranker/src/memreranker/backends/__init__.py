@@ -1,0 +1,19 @@
+"""Backend factory: one place maps ``settings.backend`` to an implementation.
+
+Implementations are imported here lazily so that choosing the hosted API never imports torch.
+"""
+
+from __future__ import annotations
+
+from memreranker.backends.base import Backend
+from memreranker.settings import RerankerSettings
+
+__all__ = ["Backend", "create_backend"]
+
+
+def create_backend(settings: RerankerSettings) -> Backend:
+    if settings.backend == "local":
+        from memreranker.local.backend import LocalBackend
+
+        return LocalBackend(settings)
+    raise ValueError(f"backend {settings.backend!r} is not available yet")

@@ -1,0 +1,66 @@
+"""The MemRerankerError hierarchy.
+
+Caller mistakes are plain ``TypeError``/``ValueError`` and never land here: these are the
+failures to *score*, the ones ``on_error="fallback"`` absorbs.
+"""
+
+from __future__ import annotations
+
+
+class MemRerankerError(Exception):
+    """Base class of every failure to score documents."""
+
+
+class ModelLoadError(MemRerankerError):
+    """Local weights or tokenizer could not be loaded, or are not a yes/no reranker."""
+
+
+class InferenceError(MemRerankerError):
+    """The backend failed while scoring (a runtime error in the model, for example)."""
+
+
+class ServiceError(MemRerankerError):
+    """A rerank service answered with an error.
+
+    Attributes:
+        status: HTTP status, or ``None`` when no response arrived.
+        code: The service's own error code (MemOS ``code``, vLLM ``error.code``), if any.
+        message: The service's message. Never contains the API key.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: int | str | None = None,
+    ) -> None:
+        self.status = status
+        self.code = code
+        self.message = message
+        parts = [message]
+        if status is not None:
+            parts.append(f"HTTP {status}")
+        if code is not None:
+            parts.append(f"code {code}")
+        super().__init__(" | ".join(parts) if len(parts) > 1 else message)
+
+
+class AuthenticationError(ServiceError):
+    """The API key is missing, invalid or expired."""
+
+
+class RateLimitError(ServiceError):
+    """The service refused the call for rate or quota reasons."""
+
+
+class RerankTimeoutError(ServiceError):
+    """The service did not answer within the timeout or the call's deadline."""
+
+
+class ServiceConnectionError(ServiceError):
+    """No connection could be made to the service."""
+
+
+class InvalidResponseError(ServiceError):
+    """The service answered, but the reply cannot be trusted (bad JSON, bad indices...)."""

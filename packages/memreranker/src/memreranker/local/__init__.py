@@ -1,0 +1,1 @@
+"""Local scoring with the model card's yes/no-logit recipe. Everything here may import torch."""

@@ -1,0 +1,85 @@
+"""The local backend: lazy, thread-safe loading and scoring of local weights."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+
+from memreranker.errors import InferenceError, MemRerankerError, ModelLoadError
+from memreranker.local.engines import PaddedBatchEngine, ScoringEngine
+from memreranker.local.loading import load_model
+from memreranker.ranking import Scored
+from memreranker.settings import RerankerSettings
+
+
+class LocalBackend:
+    """Scores with local weights.
+
+    The model loads on the first call (or on :meth:`load`), once; a failed load is retried on
+    the next call. Calls from several threads are serialised around the forward pass: one
+    forward already uses every core (or the whole GPU), and tokenizers are not thread-safe.
+    """
+
+    def __init__(self, settings: RerankerSettings) -> None:
+        model = settings.resolved_model()
+        assert model is not None
+        self.model_name = model
+        self._settings = settings
+        self._engine: ScoringEngine | None = None
+        self._load_lock = threading.Lock()
+        self._run_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return f"local:{self.model_name}"
+
+    def load(self) -> ScoringEngine:
+        engine = self._engine
+        if engine is not None:
+            return engine
+        with self._load_lock:
+            if self._engine is None:
+                s = self._settings
+                try:
+                    loaded = load_model(self.model_name, device=s.device, dtype=s.dtype)
+                    self._engine = PaddedBatchEngine(
+                        loaded, batch_size=s.batch_size, max_length=s.max_length
+                    )
+                except MemRerankerError:
+                    raise
+                except Exception as exc:
+                    raise ModelLoadError(f"cannot load {self.model_name!r}: {exc}") from exc
+            return self._engine
+
+    def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        instruction: str | None,
+        top_n: int | None,
+    ) -> list[Scored]:
+        engine = self.load()
+        with self._run_lock:
+            try:
+                scores = engine.score(query, documents, instruction)
+            except Exception as exc:
+                raise InferenceError(f"{type(exc).__name__}: {exc}") from exc
+        return list(enumerate(scores))
+
+    async def ascore(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        instruction: str | None,
+        top_n: int | None,
+    ) -> list[Scored]:
+        return await asyncio.to_thread(
+            self.score, query, documents, instruction=instruction, top_n=top_n
+        )
+
+    def close(self) -> None:
+        with self._load_lock:
+            self._engine = None

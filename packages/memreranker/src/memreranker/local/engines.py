@@ -1,0 +1,90 @@
+"""Scoring engines: turn (query, documents) into P(yes) with a loaded model.
+
+An engine is the part a faster implementation replaces; loading, locking and error
+handling stay in :mod:`memreranker.local.backend`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+from memreranker.local.loading import LoadedModel
+from memreranker.local.prompt import format_body
+
+
+class ScoringEngine(Protocol):
+    name: str
+
+    def score(self, query: str, documents: Sequence[str], instruction: str | None) -> list[float]:
+        """P(yes) for each document, in input order."""
+        ...
+
+
+def yes_probability(loaded: LoadedModel, last_hidden: torch.Tensor) -> torch.Tensor:
+    """P(yes) = softmax over the (no, yes) logits of the last position, in float32."""
+    logits = last_hidden.to(torch.float32) @ loaded.head.T
+    if loaded.head_bias is not None:
+        logits = logits + loaded.head_bias
+    return torch.sigmoid(logits[:, 1] - logits[:, 0])
+
+
+class PaddedBatchEngine:
+    """The model card's recipe: every pair is a full prompt, batches are left-padded.
+
+    Pairs are sorted by length before batching so that padding stays small; results are
+    put back in input order.
+    """
+
+    name = "batched"
+
+    def __init__(self, loaded: LoadedModel, *, batch_size: int, max_length: int) -> None:
+        budget = max_length - len(loaded.prefix_ids) - len(loaded.suffix_ids)
+        if budget < 1:
+            raise ValueError(
+                f"max_length={max_length} leaves no room for the document after the prompt's "
+                f"{max_length - budget} fixed tokens"
+            )
+        self.loaded = loaded
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.body_budget = budget
+
+    def encode(self, query: str, documents: Sequence[str], instruction: str | None) -> list[list[int]]:
+        """Token ids of each full prompt, truncated exactly as the model card does."""
+        loaded = self.loaded
+        bodies = [format_body(instruction, query, doc) for doc in documents]
+        encoded = loaded.tokenizer(
+            bodies,
+            padding=False,
+            truncation="longest_first",
+            return_attention_mask=False,
+            max_length=self.body_budget,
+        )["input_ids"]
+        return [loaded.prefix_ids + ids + loaded.suffix_ids for ids in encoded]
+
+    def score(self, query: str, documents: Sequence[str], instruction: str | None) -> list[float]:
+        loaded = self.loaded
+        prompts = self.encode(query, documents, instruction)
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        scores = [0.0] * len(prompts)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                batch = order[start : start + self.batch_size]
+                width = max(len(prompts[i]) for i in batch)
+                input_ids = torch.full((len(batch), width), loaded.pad_id, dtype=torch.long)
+                attention = torch.zeros((len(batch), width), dtype=torch.long)
+                for row, i in enumerate(batch):
+                    ids = prompts[i]
+                    input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+                    attention[row, width - len(ids) :] = 1
+                out = loaded.decoder(
+                    input_ids=input_ids.to(loaded.device),
+                    attention_mask=attention.to(loaded.device),
+                )
+                probs = yes_probability(loaded, out.last_hidden_state[:, -1, :]).tolist()
+                for i, p in zip(batch, probs):
+                    scores[i] = p
+        return scores

@@ -1,0 +1,223 @@
+"""``MemReranker``: validated input in, sorted :class:`RerankResult` out, whatever the backend."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+from memreranker import ranking
+from memreranker.backends import Backend, create_backend
+from memreranker.errors import InferenceError, MemRerankerError
+from memreranker.ranking import Scored
+from memreranker.settings import RerankerSettings
+from memreranker.types import RerankResult
+from memreranker.validation import (
+    check_documents,
+    check_instruction,
+    check_query,
+    check_score_threshold,
+    check_top_n,
+)
+
+logger = logging.getLogger("memreranker")
+
+
+class MemReranker:
+    """Rerank documents (an agent's memories, RAG chunks) by how well they answer a query.
+
+    Args:
+        backend: ``"local"`` (weights on this machine, needs ``memreranker[local]``),
+            ``"memos"`` (the hosted MemOS rerank API) or ``"vllm"`` (a vLLM/Cohere-style
+            rerank server).
+        model: A Hub id or directory for ``"local"`` (default
+            ``IAAR-Shanghai/MemReranker-4B``); the served model name otherwise.
+        fallback: Another ``MemReranker`` tried when this one fails (hosted first, local
+            second, say) before falling back to the input order.
+        **options: Any field of :class:`memreranker.settings.RerankerSettings`:
+            ``instruction``, ``on_error`` (``"fallback"`` or ``"raise"``), ``device``,
+            ``dtype``, ``batch_size``, ``max_length``, ``api_key``, ``base_url``,
+            ``timeout``, ``max_retries``. Unknown or invalid options raise ``ValueError``.
+
+    The local model loads on the first call (or on :meth:`load`), not at construction, so
+    that a missing model becomes a fallback at call time like any other outage.
+    """
+
+    def __init__(
+        self,
+        backend: str = "local",
+        model: str | None = None,
+        *,
+        fallback: MemReranker | None = None,
+        **options: Any,
+    ) -> None:
+        settings = RerankerSettings.model_validate({"backend": backend, "model": model, **options})
+        self._init(settings, fallback)
+
+    @classmethod
+    def from_settings(
+        cls, settings: RerankerSettings, *, fallback: MemReranker | None = None
+    ) -> MemReranker:
+        """Build from a settings object (integrations pass their own fields through here)."""
+        self = cls.__new__(cls)
+        self._init(settings.core_settings(), fallback)
+        return self
+
+    def _init(self, settings: RerankerSettings, fallback: MemReranker | None) -> None:
+        if fallback is not None and not isinstance(fallback, MemReranker):
+            raise TypeError(f"fallback must be a MemReranker or None, got {type(fallback).__name__}")
+        self.settings = settings
+        self.fallback = fallback
+        self._backend: Backend = create_backend(settings)
+
+    @property
+    def name(self) -> str:
+        """The backend's label, e.g. ``local:IAAR-Shanghai/MemReranker-4B``."""
+        return self._backend.name
+
+    def __repr__(self) -> str:
+        chain = f", fallback={self.fallback!r}" if self.fallback is not None else ""
+        return (
+            f"MemReranker(backend={self.settings.backend!r}, "
+            f"model={self.settings.resolved_model()!r}, on_error={self.settings.on_error!r}{chain})"
+        )
+
+    def load(self) -> None:
+        """Load local weights now instead of on the first call (no-op for HTTP backends)."""
+        load = getattr(self._backend, "load", None)
+        if load is not None:
+            load()
+
+    def rerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        instruction: str | None = None,
+        score_threshold: float | None = None,
+    ) -> list[RerankResult]:
+        """Score ``documents`` against ``query`` and return them best first.
+
+        Args:
+            query: The question the documents should answer.
+            documents: Texts to score; empty returns ``[]`` without touching the backend.
+            top_n: Keep at most this many results (``None``: all; larger than the list: all).
+            instruction: Overrides the configured instruction for this call.
+            score_threshold: Drop scored results below this P(yes). Not applied to fallback
+                results, whose scores are unknown rather than low.
+
+        Returns:
+            Results sorted by score descending, ties in input order. On failure with
+            ``on_error="fallback"``: the input order, score 0.0, ``is_fallback=True``.
+        """
+        query, docs, top_n, threshold = _check(query, documents, top_n, instruction, score_threshold)
+        if not docs:
+            return []
+        try:
+            scored = self._score_chain(query, docs, top_n, instruction)
+        except MemRerankerError as exc:
+            return self._recover(exc, docs, top_n)
+        return ranking.rank(docs, scored, top_n=top_n, score_threshold=threshold)
+
+    async def arerank(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        top_n: int | None = None,
+        instruction: str | None = None,
+        score_threshold: float | None = None,
+    ) -> list[RerankResult]:
+        """Async :meth:`rerank`: same results; local inference runs off the event loop."""
+        query, docs, top_n, threshold = _check(query, documents, top_n, instruction, score_threshold)
+        if not docs:
+            return []
+        try:
+            scored = await self._ascore_chain(query, docs, top_n, instruction)
+        except MemRerankerError as exc:
+            return self._recover(exc, docs, top_n)
+        return ranking.rank(docs, scored, top_n=top_n, score_threshold=threshold)
+
+    def _score_chain(
+        self, query: str, docs: list[str], top_n: int | None, instruction: str | None
+    ) -> list[Scored]:
+        try:
+            return self._backend.score(
+                query, docs, instruction=self._instruction(instruction), top_n=top_n
+            )
+        except Exception as exc:
+            error = self._typed(exc)
+            if self.fallback is None:
+                raise error from exc
+            self._log_handover(error)
+        return self.fallback._score_chain(query, docs, top_n, instruction)
+
+    async def _ascore_chain(
+        self, query: str, docs: list[str], top_n: int | None, instruction: str | None
+    ) -> list[Scored]:
+        try:
+            return await self._backend.ascore(
+                query, docs, instruction=self._instruction(instruction), top_n=top_n
+            )
+        except Exception as exc:
+            error = self._typed(exc)
+            if self.fallback is None:
+                raise error from exc
+            self._log_handover(error)
+        return await self.fallback._ascore_chain(query, docs, top_n, instruction)
+
+    def _instruction(self, instruction: str | None) -> str | None:
+        return instruction if instruction is not None else self.settings.instruction
+
+    def _typed(self, exc: Exception) -> MemRerankerError:
+        if isinstance(exc, MemRerankerError):
+            return exc
+        return InferenceError(f"{self.name}: {type(exc).__name__}: {exc}")
+
+    def _log_handover(self, error: MemRerankerError) -> None:
+        assert self.fallback is not None
+        logger.warning(
+            "MemReranker %s failed, trying fallback %s: %s", self.name, self.fallback.name, error
+        )
+
+    def _recover(
+        self, error: MemRerankerError, docs: list[str], top_n: int | None
+    ) -> list[RerankResult]:
+        if self.settings.on_error == "raise":
+            raise error
+        reason = f"{type(error).__name__}: {error}"
+        logger.warning(
+            "MemReranker %s reranking failed, falling back to original order: %s", self.name, reason
+        )
+        return ranking.fallback(docs, top_n=top_n, reason=reason)
+
+    def close(self) -> None:
+        """Release connections and weights (also of the fallback chain)."""
+        self._backend.close()
+        if self.fallback is not None:
+            self.fallback.close()
+
+    def __enter__(self) -> MemReranker:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _check(
+    query: Any, documents: Any, top_n: Any, instruction: Any, score_threshold: Any
+) -> tuple[str, list[str], int | None, float | None]:
+    check_instruction(instruction)
+    return (
+        check_query(query),
+        check_documents(documents),
+        check_top_n(top_n),
+        check_score_threshold(score_threshold),
+    )

