@@ -62,6 +62,7 @@ class RerankerSettings(BaseModel):
     # HTTP services.
     api_key: SecretStr | None = Field(
         default=None,
+        exclude=True,  # never serialised: to_dict/to_json/dumps of integrations included
         description="Service key. memos: falls back to $MEMOS_API_KEY. Never logged or shown.",
     )
     base_url: str | None = Field(
