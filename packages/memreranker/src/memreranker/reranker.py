@@ -66,7 +66,9 @@ class MemReranker:
 
     def _init(self, settings: RerankerSettings, fallback: MemReranker | None) -> None:
         if fallback is not None and not isinstance(fallback, MemReranker):
-            raise TypeError(f"fallback must be a MemReranker or None, got {type(fallback).__name__}")
+            raise TypeError(
+                f"fallback must be a MemReranker or None, got {type(fallback).__name__}"
+            )
         self.settings = settings
         self.fallback = fallback
         self._backend: Backend = create_backend(settings)
@@ -112,7 +114,9 @@ class MemReranker:
             Results sorted by score descending, ties in input order. On failure with
             ``on_error="fallback"``: the input order, score 0.0, ``is_fallback=True``.
         """
-        query, docs, top_n, threshold = _check(query, documents, top_n, instruction, score_threshold)
+        query, docs, top_n, threshold = _check(
+            query, documents, top_n, instruction, score_threshold
+        )
         if not docs:
             return []
         try:
@@ -131,7 +135,9 @@ class MemReranker:
         score_threshold: float | None = None,
     ) -> list[RerankResult]:
         """Async :meth:`rerank`: same results; local inference runs off the event loop."""
-        query, docs, top_n, threshold = _check(query, documents, top_n, instruction, score_threshold)
+        query, docs, top_n, threshold = _check(
+            query, documents, top_n, instruction, score_threshold
+        )
         if not docs:
             return []
         try:

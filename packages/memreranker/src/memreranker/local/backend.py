@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from memreranker.errors import InferenceError, MemRerankerError, ModelLoadError
-from memreranker.local.engines import PaddedBatchEngine, ScoringEngine
-from memreranker.local.loading import load_model
 from memreranker.ranking import Scored
 from memreranker.settings import RerankerSettings
+
+if TYPE_CHECKING:
+    from memreranker.local.engines import ScoringEngine
 
 
 class LocalBackend:
@@ -42,12 +44,21 @@ class LocalBackend:
             if self._engine is None:
                 s = self._settings
                 try:
+                    # torch is imported here, on first use, not when the backend is built.
+                    from memreranker.local.engines import PaddedBatchEngine
+                    from memreranker.local.loading import load_model
+
                     loaded = load_model(self.model_name, device=s.device, dtype=s.dtype)
                     self._engine = PaddedBatchEngine(
                         loaded, batch_size=s.batch_size, max_length=s.max_length
                     )
                 except MemRerankerError:
                     raise
+                except ImportError as exc:
+                    raise ModelLoadError(
+                        f"the local backend needs torch and transformers ({exc}): "
+                        'pip install "memreranker[local]"'
+                    ) from exc
                 except Exception as exc:
                     raise ModelLoadError(f"cannot load {self.model_name!r}: {exc}") from exc
             return self._engine

@@ -52,7 +52,9 @@ class PaddedBatchEngine:
         self.max_length = max_length
         self.body_budget = budget
 
-    def encode(self, query: str, documents: Sequence[str], instruction: str | None) -> list[list[int]]:
+    def encode(
+        self, query: str, documents: Sequence[str], instruction: str | None
+    ) -> list[list[int]]:
         """Token ids of each full prompt, truncated exactly as the model card does."""
         loaded = self.loaded
         bodies = [format_body(instruction, query, doc) for doc in documents]
@@ -85,6 +87,6 @@ class PaddedBatchEngine:
                     attention_mask=attention.to(loaded.device),
                 )
                 probs = yes_probability(loaded, out.last_hidden_state[:, -1, :]).tolist()
-                for i, p in zip(batch, probs):
+                for i, p in zip(batch, probs, strict=True):
                     scores[i] = p
         return scores

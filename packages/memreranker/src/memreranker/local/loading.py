@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,6 +42,11 @@ class LoadedModel:
         return self.model.base_model
 
 
+def _looks_like_path(name: str) -> bool:
+    """Hub ids are ``owner/name``; anything else with a separator or dot start is a path."""
+    return name.startswith((".", "~", os.sep)) or name.count("/") > 1 or Path(name).is_dir()
+
+
 def resolve_device(device: str | None) -> torch.device:
     if device is not None:
         return torch.device(device)
@@ -56,6 +63,9 @@ def load_model(name: str, *, device: str | None = None, dtype: str | None = None
     """Load tokenizer and weights; raise :class:`ModelLoadError` for anything unusable."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    if _looks_like_path(name) and not Path(name).expanduser().is_dir():
+        raise ModelLoadError(f"model directory {name!r} does not exist")
+    name = str(Path(name).expanduser()) if _looks_like_path(name) else name
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     try:

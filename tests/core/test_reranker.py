@@ -1,0 +1,335 @@
+"""MemReranker's contract on the local backend: ordering, top_n, validation, fallback."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from memreranker import (
+    InferenceError,
+    MemReranker,
+    MemRerankerError,
+    ModelLoadError,
+    RerankResult,
+)
+
+QUERY = "What does the user like to drink?"
+DOCS = [
+    "User prefers Jiangxiang-flavored baijiu, like Moutai.",
+    "I don't drink alcohol.",
+    "The user's sister Anna lives in Berlin.",
+    "Flight to Berlin booked for 2026-05-14.",
+    "User drinks green tea every morning.",
+]
+
+
+@pytest.fixture(scope="module")
+def reranker(tiny_model: Path) -> MemReranker:
+    return MemReranker(model=str(tiny_model), on_error="raise")
+
+
+def test_results_sorted_and_complete(reranker: MemReranker) -> None:
+    results = reranker.rerank(QUERY, DOCS)
+    assert sorted(r.index for r in results) == list(range(len(DOCS)))
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+    for r in results:
+        assert isinstance(r, RerankResult)
+        assert r.document == DOCS[r.index]
+        assert 0.0 <= r.score <= 1.0
+        assert not r.is_fallback and r.fallback_reason is None
+
+
+def test_scores_do_not_depend_on_neighbours(reranker: MemReranker) -> None:
+    together = {r.index: r.score for r in reranker.rerank(QUERY, DOCS)}
+    for i, doc in enumerate(DOCS):
+        assert reranker.rerank(QUERY, [doc])[0].score == pytest.approx(together[i], abs=1e-5)
+
+
+def test_ties_keep_input_order(reranker: MemReranker) -> None:
+    docs = ["same memory", DOCS[0], "same memory", "same memory"]
+    results = reranker.rerank(QUERY, docs)
+    tied = [r.index for r in results if r.document == "same memory"]
+    assert tied == [0, 2, 3]
+
+
+@pytest.mark.parametrize(("top_n", "expected"), [(None, 5), (0, 0), (2, 2), (5, 5), (50, 5)])
+def test_top_n(reranker: MemReranker, top_n: int | None, expected: int) -> None:
+    results = reranker.rerank(QUERY, DOCS, top_n=top_n)
+    assert len(results) == expected
+    assert results == reranker.rerank(QUERY, DOCS)[:expected]
+
+
+def test_score_threshold(reranker: MemReranker) -> None:
+    everything = reranker.rerank(QUERY, DOCS)
+    cut = sorted(r.score for r in everything)[2]
+    kept = reranker.rerank(QUERY, DOCS, score_threshold=cut)
+    assert kept == [r for r in everything if r.score >= cut]
+    assert len(kept) == 3
+
+
+def test_empty_documents_touch_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    broken = MemReranker(model="/does/not/exist", on_error="raise")
+    assert broken.rerank(QUERY, []) == []
+    assert not caplog.records
+
+
+async def test_empty_documents_async() -> None:
+    assert await MemReranker(model="/does/not/exist").arerank(QUERY, []) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "documents", "kwargs", "error", "names"),
+    [
+        (None, DOCS, {}, TypeError, "query"),
+        (3, DOCS, {}, TypeError, "query"),
+        ("  ", DOCS, {}, ValueError, "query"),
+        (QUERY, None, {}, TypeError, "documents"),
+        (QUERY, "one string", {}, TypeError, "documents"),
+        (QUERY, ["ok", None], {}, TypeError, "documents[1]"),
+        (QUERY, ["ok", 3], {}, TypeError, "documents[1]"),
+        (QUERY, [{"text": "x"}], {}, TypeError, "documents[0]"),
+        (QUERY, DOCS, {"top_n": -1}, ValueError, "top_n"),
+        (QUERY, DOCS, {"top_n": 1.5}, TypeError, "top_n"),
+        (QUERY, DOCS, {"top_n": True}, TypeError, "top_n"),
+        (QUERY, DOCS, {"score_threshold": 1.5}, ValueError, "score_threshold"),
+        (QUERY, DOCS, {"instruction": 3}, TypeError, "instruction"),
+    ],
+)
+@pytest.mark.parametrize("on_error", ["fallback", "raise"])
+def test_caller_mistakes_raise_in_both_modes(
+    query: object, documents: object, kwargs: dict, error: type, names: str, on_error: str
+) -> None:
+    # Validation happens before any loading: the broken model path is never touched.
+    reranker = MemReranker(model="/does/not/exist", on_error=on_error)
+    with pytest.raises(error, match=names.replace("[", r"\[").replace("]", r"\]")):
+        reranker.rerank(query, documents, **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("options", "names"),
+    [
+        ({"on_error": "ignore"}, "on_error"),
+        ({"backend": "openai"}, "backend"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_length": 10}, "max_length"),
+        ({"nonsense": 1}, "nonsense"),
+    ],
+)
+def test_bad_settings_name_the_argument(options: dict, names: str) -> None:
+    with pytest.raises(ValueError, match=names):
+        MemReranker(**options)
+
+
+def test_fallback_on_unloadable_model(caplog: pytest.LogCaptureFixture) -> None:
+    reranker = MemReranker(model="/does/not/exist")
+    with caplog.at_level(logging.WARNING, logger="memreranker"):
+        results = reranker.rerank(QUERY, DOCS, top_n=3)
+    assert [r.index for r in results] == [0, 1, 2]
+    assert [r.document for r in results] == DOCS[:3]
+    assert all(r.score == 0.0 and r.is_fallback for r in results)
+    assert all("does not exist" in (r.fallback_reason or "") for r in results)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "local:/does/not/exist" in warnings[0].getMessage()
+    assert "ModelLoadError" in warnings[0].getMessage()
+
+
+async def test_fallback_async() -> None:
+    results = await MemReranker(model="/does/not/exist").arerank(QUERY, DOCS)
+    assert [r.index for r in results] == list(range(len(DOCS)))
+    assert all(r.is_fallback for r in results)
+
+
+def test_raise_on_unloadable_model() -> None:
+    reranker = MemReranker(model="/does/not/exist", on_error="raise")
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        reranker.rerank(QUERY, DOCS)
+
+
+def test_hub_id_offline_is_a_load_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(MemRerankerError):
+        MemReranker(model="IAAR-Shanghai/MemReranker-4B", on_error="raise").rerank(QUERY, DOCS)
+
+
+def test_refuses_sequence_classification_checkpoint(tmp_path: Path, tiny_model: Path) -> None:
+    # The failure mode CONTRACTS warns about: a checkpoint with another head must never be
+    # scored through a randomly initialised yes/no path.
+    from transformers import AutoConfig, Qwen3ForSequenceClassification
+
+    config = AutoConfig.from_pretrained(tiny_model)
+    config.num_labels = 1
+    Qwen3ForSequenceClassification(config).save_pretrained(tmp_path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / name).write_bytes((tiny_model / name).read_bytes())
+    with pytest.raises(ModelLoadError, match="ForSequenceClassification"):
+        MemReranker(model=str(tmp_path), on_error="raise").rerank(QUERY, DOCS)
+
+
+def test_refuses_checkpoint_with_missing_weights(tmp_path: Path, tiny_model: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(tiny_model / "model.safetensors")
+    del weights["lm_head.weight"]
+    for item in tiny_model.iterdir():
+        if item.name != "model.safetensors":
+            (tmp_path / item.name).write_bytes(item.read_bytes())
+    save_file(weights, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=r"lm_head\.weight"):
+        MemReranker(model=str(tmp_path), on_error="raise").rerank(QUERY, DOCS)
+
+
+def test_inference_failure_falls_back(tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # A device that does not exist fails when the weights move there; "meta" loads but
+    # cannot compute, which is a runtime failure of the forward pass.
+    reranker = MemReranker(model=str(tiny_model), device="meta")
+    with caplog.at_level(logging.WARNING, logger="memreranker"):
+        results = reranker.rerank(QUERY, DOCS)
+    assert [r.index for r in results] == list(range(len(DOCS)))
+    assert all(r.is_fallback and r.score == 0.0 for r in results)
+    with pytest.raises(MemRerankerError):
+        MemReranker(model=str(tiny_model), device="meta", on_error="raise").rerank(QUERY, DOCS)
+
+
+def test_fallback_chain_to_a_working_reranker(tiny_model: Path) -> None:
+    second = MemReranker(model=str(tiny_model), on_error="raise")
+    first = MemReranker(model="/does/not/exist", fallback=second)
+    assert first.rerank(QUERY, DOCS) == second.rerank(QUERY, DOCS)
+    assert "fallback=" in repr(first)
+
+
+def test_fallback_rejects_non_reranker() -> None:
+    with pytest.raises(TypeError, match="fallback"):
+        MemReranker(fallback="local")  # type: ignore[arg-type]
+
+
+def test_shared_by_threads(reranker: MemReranker) -> None:
+    expected = reranker.rerank(QUERY, DOCS)
+    outcomes: list[list[RerankResult]] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcomes.append(reranker.rerank(QUERY, DOCS))
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    assert outcomes == [expected] * 8
+
+
+def test_loads_once(tiny_model: Path) -> None:
+    reranker = MemReranker(model=str(tiny_model))
+    reranker.load()
+    engine = reranker._backend.load()  # type: ignore[attr-defined]
+    reranker.rerank(QUERY, DOCS)
+    assert reranker._backend.load() is engine  # type: ignore[attr-defined]
+
+
+def test_import_does_not_import_torch() -> None:
+    code = (
+        "import sys, memreranker\n"
+        "from memreranker import MemReranker\n"
+        "r = MemReranker(model='/does/not/exist')\n"
+        "assert 'torch' not in sys.modules, 'torch imported'\n"
+        "assert 'transformers' not in sys.modules, 'transformers imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_table_and_json(tiny_model: Path, tmp_path: Path) -> None:
+    docs_file = tmp_path / "docs.txt"
+    docs_file.write_text("\n".join(DOCS) + "\n\n", encoding="utf-8")
+    base = [
+        sys.executable,
+        "-m",
+        "memreranker.cli",
+        "rerank",
+        "--query",
+        QUERY,
+        "--model",
+        str(tiny_model),
+        "--no-progress",
+    ]
+    out = subprocess.run(
+        [*base, "--documents", str(docs_file), "--json", "--top-n", "3"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    rows = json.loads(out)
+    expected = MemReranker(model=str(tiny_model)).rerank(QUERY, DOCS, top_n=3)
+    assert [row["index"] for row in rows] == [r.index for r in expected]
+    assert [row["score"] for row in rows] == pytest.approx([r.score for r in expected], abs=1e-6)
+
+    table = subprocess.run(
+        [*base, "--documents", "-"],
+        input=json.dumps(DOCS),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert table.splitlines()[0].split() == ["rank", "score", "index", "document"]
+    assert len(table.splitlines()) == 1 + len(DOCS)
+
+
+def test_cli_chunked_equals_single_call(tiny_model: Path) -> None:
+    docs = [f"memory number {i}: user likes item {i % 7}" for i in range(150)]
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memreranker.cli",
+            "rerank",
+            "--query",
+            QUERY,
+            "--model",
+            str(tiny_model),
+            "--json",
+            "--no-progress",
+        ],
+        input="\n".join(docs),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    expected = MemReranker(model=str(tiny_model)).rerank(QUERY, docs)
+    assert [row["index"] for row in json.loads(out)] == [r.index for r in expected]
+
+
+def test_cli_reports_errors(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memreranker.cli",
+            "rerank",
+            "--query",
+            QUERY,
+            "--model",
+            "/does/not/exist",
+            "--on-error",
+            "raise",
+        ],
+        input="a\nb\n",
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1
+    assert "ModelLoadError" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_error_types_are_exceptions() -> None:
+    assert issubclass(InferenceError, MemRerankerError)
+    assert issubclass(ModelLoadError, MemRerankerError)
