@@ -1,0 +1,322 @@
+"""``MemRerank``: a LangChain document compressor backed by :class:`memreranker.MemReranker`.
+
+A thin translation layer. Every option, check, the sorting, ``top_n`` cutting, the score
+threshold and the fallback live in the core package; this module only maps LangChain
+``Document`` objects (or strings and dicts) to texts and the core's results back.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from langchain_core.callbacks import Callbacks
+from langchain_core.documents import BaseDocumentCompressor, Document
+from langchain_core.load.serializable import (
+    Serializable,
+    SerializedConstructor,
+    SerializedNotImplemented,
+    to_json_not_implemented,
+)
+from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from memreranker import MemReranker, RerankerSettings, RerankResult
+from memreranker.validation import check_score_threshold, check_top_n
+
+RELEVANCE_SCORE_KEY = "relevance_score"
+"""Metadata key of the score, P(yes) in [0, 1], as other LangChain rerankers write it."""
+
+FALLBACK_KEY = "rerank_fallback"
+"""Metadata key set to ``True`` when scoring failed and the documents keep their order."""
+
+CORE_FIELDS: frozenset[str] = frozenset(RerankerSettings.model_fields)
+"""Fields inherited from the core's settings: fixed once the compressor is built."""
+
+_TEXT_KEYS = ("memory", "text", "content")  # mem0's order for dict documents
+
+
+class _Unset(enum.Enum):
+    """Marks an argument left out: use the compressor's own ``top_n``/``score_threshold``."""
+
+    TOKEN = 0
+
+
+_UNSET = _Unset.TOKEN
+
+
+class MemRerank(BaseDocumentCompressor, Serializable, RerankerSettings):
+    """Rerank LangChain documents with MemReranker (local weights or a hosted API).
+
+    Give either the core's settings, from which one ``MemReranker`` is built when the
+    compressor is constructed and reused for every call::
+
+        MemRerank(backend="memos", top_n=5)  # key from $MEMOS_API_KEY
+        MemRerank(model="/models/MemReranker-4B", device="cuda", on_error="raise")
+
+    or a ready ``reranker`` (to share one loaded model, or to use a fallback chain)::
+
+        MemRerank(reranker=MemReranker("memos", fallback=MemReranker(model=...)), top_n=5)
+
+    but not both: a core setting passed next to ``reranker`` raises ``ValueError`` naming
+    it, since one of the two would silently be ignored. ``top_n`` and ``score_threshold``
+    belong to this compressor and go with either. The core settings (and ``reranker``) are
+    fixed after construction: assigning one raises ``AttributeError``; build a new
+    ``MemRerank`` instead. With a ready ``reranker`` the core fields mirror its settings.
+
+    Results are new ``Document`` objects (same ``id``, same content, a new metadata dict)
+    with ``metadata["relevance_score"]``, best first. When scoring fails and ``on_error``
+    is ``"fallback"`` (the default), the documents come back in their original order, cut
+    to ``top_n``, with ``relevance_score`` 0.0 and ``metadata["rerank_fallback"] = True``,
+    and the core logs one warning: the chain keeps running.
+
+    ``api_key`` left as ``None`` lets the memos backend read ``$MEMOS_API_KEY`` when the
+    compressor is built, so the key is never copied into this object nor serialised; an
+    explicit key is a ``SecretStr``, absent from ``repr``, ``model_dump`` and ``dumps``
+    (which writes a ``MEMOS_API_KEY`` secret reference instead).
+    """
+
+    model_config = ConfigDict(
+        extra="forbid",
+        validate_assignment=True,
+        arbitrary_types_allowed=True,
+        # Validation errors must never echo inputs: they may hold the API key.
+        hide_input_in_errors=True,
+    )
+
+    reranker: SkipJsonSchema[MemReranker | None] = Field(
+        default=None,
+        exclude=True,
+        description="A ready MemReranker to use instead of building one from the core "
+        "settings (which must then be left out).",
+    )
+    top_n: int | None = Field(
+        default=3,
+        description="Keep at most this many documents (None: all; more than given: all).",
+    )
+    score_threshold: float | None = Field(
+        default=None,
+        description="Drop documents scoring below this P(yes) in [0, 1]. Never applied to "
+        "fallback results, whose scores are unknown rather than low.",
+    )
+
+    _core: MemReranker = PrivateAttr()
+    _owns_core: bool = PrivateAttr(default=False)
+
+    # The core's own checks (same errors as MemReranker.rerank), run at construction.
+    @field_validator("top_n", mode="before")
+    @classmethod
+    def _check_top_n(cls, value: Any) -> int | None:
+        return check_top_n(value)
+
+    @field_validator("score_threshold", mode="before")
+    @classmethod
+    def _check_score_threshold(cls, value: Any) -> float | None:
+        return check_score_threshold(value)
+
+    @model_validator(mode="after")
+    def _one_source_of_settings(self) -> MemRerank:
+        if self.reranker is not None:
+            clash = sorted(CORE_FIELDS & self.model_fields_set)
+            if clash:
+                raise ValueError(
+                    f"pass either reranker= or the core settings, not both: got reranker and "
+                    f"{', '.join(clash)}. Configure the MemReranker you pass instead."
+                )
+        return self
+
+    def model_post_init(self, context: Any, /) -> None:
+        super().model_post_init(context)
+        if self.reranker is not None:
+            self._core = self.reranker
+            self._owns_core = False
+            # Mirror the reranker's settings so that the fields tell what is in use.
+            self.__dict__.update(
+                {name: getattr(self.reranker.settings, name) for name in CORE_FIELDS}
+            )
+        else:
+            self._core = MemReranker.from_settings(self)
+            self._owns_core = True
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in CORE_FIELDS or name == "reranker":
+            raise AttributeError(
+                f"MemRerank.{name} is fixed once the compressor is built (the reranker is "
+                "built once, at construction): create a new MemRerank instead"
+            )
+        super().__setattr__(name, value)
+
+    # -- LangChain serialisation ------------------------------------------------------
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @property
+    def lc_secrets(self) -> dict[str, str]:
+        return {"api_key": "MEMOS_API_KEY"}
+
+    def to_json(self) -> SerializedConstructor | SerializedNotImplemented:
+        # A ready MemReranker is a live object, not a constructor argument.
+        if self.reranker is not None:
+            return to_json_not_implemented(self)
+        return super().to_json()
+
+    # -- the core in use --------------------------------------------------------------
+
+    @property
+    def core(self) -> MemReranker:
+        """The ``MemReranker`` doing the work (``reranker`` if given, else the one built)."""
+        return self._core
+
+    def close(self) -> None:
+        """Release the reranker's connections or weights, if this compressor built it.
+
+        A ``reranker`` passed in belongs to the caller, who closes it.
+        """
+        if self._owns_core:
+            self._core.close()
+
+    # -- BaseDocumentCompressor -------------------------------------------------------
+
+    def compress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Rerank ``documents`` by relevance to ``query``; see the class docstring.
+
+        The caller's documents are never modified. An empty list returns ``[]`` without
+        calling the backend.
+        """
+        texts = _document_texts(documents)
+        results = self._core.rerank(
+            query, texts, top_n=self.top_n, score_threshold=self.score_threshold
+        )
+        return _to_documents(documents, results)
+
+    async def acompress_documents(
+        self,
+        documents: Sequence[Document],
+        query: str,
+        callbacks: Callbacks | None = None,
+    ) -> Sequence[Document]:
+        """Async :meth:`compress_documents`, through the core's native ``arerank``."""
+        texts = _document_texts(documents)
+        results = await self._core.arerank(
+            query, texts, top_n=self.top_n, score_threshold=self.score_threshold
+        )
+        return _to_documents(documents, results)
+
+    # -- the reranker API of other LangChain rerankers (CohereRerank.rerank) ----------
+
+    def rerank(
+        self,
+        documents: Sequence[str | Mapping[str, Any] | Document],
+        query: str,
+        *,
+        top_n: int | _Unset | None = _UNSET,
+        score_threshold: float | _Unset | None = _UNSET,
+    ) -> list[dict[str, Any]]:
+        """Score ``documents`` and return ``{"index", "relevance_score"}`` dicts, best first.
+
+        Args:
+            documents: Strings, ``Document`` objects, or dicts whose text is read as mem0
+                does: ``"memory"``, else ``"text"``, else ``"content"``, else ``str(doc)``.
+            query: The query.
+            top_n: Overrides the compressor's ``top_n`` (``None``: all).
+            score_threshold: Overrides the compressor's ``score_threshold``.
+
+        Returns:
+            One dict per kept document; ``index`` points into ``documents``. Fallback
+            results (original order, score 0.0) also carry ``"rerank_fallback": True``.
+        """
+        texts = _any_texts(documents)
+        results = self._core.rerank(query, texts, **self._call_options(top_n, score_threshold))
+        return [_to_dict(result) for result in results]
+
+    async def arerank(
+        self,
+        documents: Sequence[str | Mapping[str, Any] | Document],
+        query: str,
+        *,
+        top_n: int | _Unset | None = _UNSET,
+        score_threshold: float | _Unset | None = _UNSET,
+    ) -> list[dict[str, Any]]:
+        """Async :meth:`rerank`, through the core's native ``arerank``."""
+        texts = _any_texts(documents)
+        results = await self._core.arerank(
+            query, texts, **self._call_options(top_n, score_threshold)
+        )
+        return [_to_dict(result) for result in results]
+
+    def _call_options(
+        self, top_n: int | _Unset | None, score_threshold: float | _Unset | None
+    ) -> dict[str, Any]:
+        return {
+            "top_n": self.top_n if top_n is _UNSET else top_n,
+            "score_threshold": (
+                self.score_threshold if score_threshold is _UNSET else score_threshold
+            ),
+        }
+
+
+def _check_sequence(documents: Any) -> None:
+    if isinstance(documents, (str, bytes, Mapping, Document)) or not isinstance(
+        documents, Sequence
+    ):
+        raise TypeError(
+            f"documents must be a sequence (a list, say), got {type(documents).__name__}"
+        )
+
+
+def _document_texts(documents: Sequence[Document]) -> list[str]:
+    _check_sequence(documents)
+    texts = []
+    for i, doc in enumerate(documents):
+        if not isinstance(doc, Document):
+            raise TypeError(f"documents[{i}] must be a Document, got {type(doc).__name__}")
+        texts.append(doc.page_content)
+    return texts
+
+
+def _any_texts(documents: Sequence[str | Mapping[str, Any] | Document]) -> list[str]:
+    _check_sequence(documents)
+    return [_text_of(doc, i) for i, doc in enumerate(documents)]
+
+
+def _text_of(doc: Any, i: int) -> str:
+    if isinstance(doc, str):
+        return doc
+    if isinstance(doc, Document):
+        return doc.page_content
+    if isinstance(doc, Mapping):
+        for key in _TEXT_KEYS:
+            value = doc.get(key)
+            if isinstance(value, str):
+                return value
+        return str(doc)
+    raise TypeError(f"documents[{i}] must be a str, a dict or a Document, got {type(doc).__name__}")
+
+
+def _to_documents(documents: Sequence[Document], results: list[RerankResult]) -> list[Document]:
+    out = []
+    for result in results:
+        source = documents[result.index]  # by index, never by position in the results
+        metadata = dict(source.metadata)
+        metadata[RELEVANCE_SCORE_KEY] = result.score
+        if result.is_fallback:
+            metadata[FALLBACK_KEY] = True
+        else:
+            metadata.pop(FALLBACK_KEY, None)  # stale flag from an earlier reranking
+        out.append(source.model_copy(update={"metadata": metadata}))
+    return out
+
+
+def _to_dict(result: RerankResult) -> dict[str, Any]:
+    item: dict[str, Any] = {"index": result.index, RELEVANCE_SCORE_KEY: result.score}
+    if result.is_fallback:
+        item[FALLBACK_KEY] = True
+    return item

@@ -1,0 +1,418 @@
+"""Unit tests of MemRerank, the LangChain document compressor (scripted backend)."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+
+import pytest
+from langchain_core.documents import BaseDocumentCompressor, Document
+from lc_testkit import BackendFactory, memory_documents
+from pydantic import ValidationError
+
+from langchain_memreranker import FALLBACK_KEY, RELEVANCE_SCORE_KEY, MemRerank
+from memreranker import MemReranker, MemRerankerError, RerankerSettings
+
+QUERY = "What does the user like to drink?"
+# Scores by position: the expected order is 2, 0, 3, 1 (index 4 scores lowest).
+BY_INDEX = [0.7, 0.2, 0.9, 0.4, 0.1]
+
+
+def by_index(query: str, docs: object) -> list[float]:
+    return BY_INDEX[: len(docs)]  # type: ignore[arg-type]
+
+
+def five_docs() -> list[Document]:
+    return memory_documents()[:5]
+
+
+# -- construction -----------------------------------------------------------------------
+
+
+def test_is_a_compressor_and_inherits_the_core_settings(fake: BackendFactory) -> None:
+    compressor = MemRerank(model="some-model")
+    assert isinstance(compressor, BaseDocumentCompressor)
+    assert isinstance(compressor, RerankerSettings)
+    assert compressor.top_n == 3
+    assert compressor.score_threshold is None
+    assert compressor.backend == "local"
+    assert compressor.on_error == "fallback"
+
+
+def test_core_settings_pass_through_to_the_core(fake: BackendFactory) -> None:
+    compressor = MemRerank(
+        backend="local",
+        model="some-model",
+        instruction="Find the user's preferences",
+        on_error="raise",
+        timeout=4.5,
+        max_retries=7,
+        batch_size=2,
+    )
+    settings = compressor.core.settings
+    assert type(settings) is RerankerSettings
+    assert settings.model == "some-model"
+    assert settings.instruction == "Find the user's preferences"
+    assert settings.on_error == "raise"
+    assert settings.timeout == 4.5
+    assert settings.max_retries == 7
+    assert settings.batch_size == 2
+
+
+async def test_the_core_is_built_once(fake: BackendFactory) -> None:
+    compressor = MemRerank(model="some-model")
+    assert len(fake.built) == 1
+    core = compressor.core
+    compressor.compress_documents(five_docs(), QUERY)
+    compressor.compress_documents(five_docs(), QUERY)
+    await compressor.acompress_documents(five_docs(), QUERY)
+    compressor.rerank(["a", "b"], QUERY)
+    assert len(fake.built) == 1
+    assert compressor.core is core
+
+
+def test_invalid_settings_are_rejected(fake: BackendFactory) -> None:
+    with pytest.raises(ValidationError, match="bogus"):
+        MemRerank(bogus=1)
+    with pytest.raises(ValidationError, match="on_error"):
+        MemRerank(on_error="ignore")
+    with pytest.raises(ValidationError, match="timeout"):
+        MemRerank(timeout=0)
+
+
+def test_top_n_and_threshold_use_the_core_checks(fake: BackendFactory) -> None:
+    with pytest.raises(TypeError, match="top_n"):
+        MemRerank(top_n="3")
+    with pytest.raises(TypeError, match="top_n"):
+        MemRerank(top_n=True)
+    with pytest.raises(ValueError, match="top_n"):
+        MemRerank(top_n=-1)
+    with pytest.raises(ValueError, match="score_threshold"):
+        MemRerank(score_threshold=1.5)
+    with pytest.raises(TypeError, match="score_threshold"):
+        MemRerank(score_threshold="0.5")
+    compressor = MemRerank(top_n=None, score_threshold=0)
+    assert compressor.top_n is None
+    assert compressor.score_threshold == 0.0
+    compressor.top_n = 10  # per-call options stay assignable, and validated
+    assert compressor.top_n == 10
+    with pytest.raises(ValueError, match="top_n"):
+        compressor.top_n = -2
+
+
+@pytest.mark.parametrize(("name", "value"), [("model", "other"), ("on_error", "raise")])
+def test_core_settings_are_fixed_after_construction(
+    fake: BackendFactory, name: str, value: str
+) -> None:
+    compressor = MemRerank(model="some-model")
+    with pytest.raises(AttributeError, match=f"MemRerank.{name} is fixed"):
+        setattr(compressor, name, value)
+    assert compressor.core.settings.model == "some-model"
+    with pytest.raises(AttributeError, match="reranker is fixed"):
+        compressor.reranker = MemReranker(model="x")
+
+
+# -- a ready reranker -------------------------------------------------------------------
+
+
+def test_a_ready_reranker_is_used_as_is(fake: BackendFactory) -> None:
+    core = MemReranker("local", model="shared-model", on_error="raise")
+    compressor = MemRerank(reranker=core, top_n=2, score_threshold=0.1)
+    assert compressor.core is core
+    assert len(fake.built) == 1  # the reranker's own backend; nothing built by MemRerank
+    # The core fields tell what is in use.
+    assert compressor.model == "shared-model"
+    assert compressor.on_error == "raise"
+    fake.backend.scores = by_index
+    out = compressor.compress_documents(five_docs(), QUERY)
+    assert [d.id for d in out] == ["m3", "m1"]
+    compressor.top_n = 1  # the compressor's own options stay assignable
+    assert [d.id for d in compressor.compress_documents(five_docs(), QUERY)] == ["m3"]
+
+
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"model": "other"},
+        {"backend": "local"},  # even the default value: it was given, so it is a conflict
+        {"api_key": "sk-conflict"},
+        {"on_error": "raise"},
+        {"instruction": "x"},
+        {"timeout": 3.0},
+        {"max_retries": 0},
+    ],
+)
+def test_a_ready_reranker_and_core_settings_conflict(
+    fake: BackendFactory, setting: dict[str, object]
+) -> None:
+    core = MemReranker(model="shared-model")
+    with pytest.raises(ValueError, match="either reranker= or the core settings") as info:
+        MemRerank(reranker=core, **setting)
+    assert next(iter(setting)) in str(info.value)
+
+
+def test_close_releases_only_an_owned_core(fake: BackendFactory) -> None:
+    MemRerank(model="own").close()
+    assert fake.backend.closed == 1
+    MemRerank(reranker=MemReranker(model="theirs")).close()
+    assert fake.backend.closed == 1  # the caller's reranker is the caller's to close
+
+
+# -- compress_documents -----------------------------------------------------------------
+
+
+def test_results_are_sorted_and_mapped_back_by_index(fake: BackendFactory) -> None:
+    fake.backend.scores = by_index
+    docs = five_docs()
+    out = MemRerank(top_n=None).compress_documents(docs, QUERY)
+    assert [d.id for d in out] == ["m3", "m1", "m4", "m2", "m5"]
+    for doc in out:
+        source = next(d for d in docs if d.id == doc.id)
+        assert doc.page_content == source.page_content
+        assert doc.metadata["created"] == source.metadata["created"]
+        assert doc.metadata[RELEVANCE_SCORE_KEY] == BY_INDEX[docs.index(source)]
+        assert type(doc.metadata[RELEVANCE_SCORE_KEY]) is float
+        assert FALLBACK_KEY not in doc.metadata
+    assert fake.backend.sync_calls == [(QUERY, [d.page_content for d in docs])]
+
+
+def test_identical_texts_keep_their_own_ids_and_metadata(fake: BackendFactory) -> None:
+    fake.backend.scores = lambda q, texts: [0.1, 0.9, 0.5]
+    docs = [
+        Document(id="a", page_content="same text", metadata={"n": 0}),
+        Document(id="b", page_content="same text", metadata={"n": 1}),
+        Document(id="c", page_content="other", metadata={"n": 2}),
+    ]
+    out = MemRerank(top_n=None).compress_documents(docs, QUERY)
+    assert [(d.id, d.metadata["n"], d.metadata[RELEVANCE_SCORE_KEY]) for d in out] == [
+        ("b", 1, 0.9),
+        ("c", 2, 0.5),
+        ("a", 0, 0.1),
+    ]
+
+
+def test_the_callers_documents_are_never_mutated(fake: BackendFactory) -> None:
+    fake.backend.scores = by_index
+    docs = five_docs()
+    docs[0].metadata[RELEVANCE_SCORE_KEY] = 0.123  # from an earlier stage
+    before = copy.deepcopy(docs)
+    out = MemRerank(top_n=None).compress_documents(docs, QUERY)
+    assert docs == before
+    assert [d.metadata for d in docs] == [d.metadata for d in before]
+    assert [d.id for d in docs] == [d.id for d in before]
+    for doc in out:
+        assert all(doc is not d and doc.metadata is not d.metadata for d in docs)
+    out[0].metadata["added"] = True
+    assert all("added" not in d.metadata for d in docs)
+    assert docs == before
+
+
+async def test_async_results_equal_sync_and_never_mutate(fake: BackendFactory) -> None:
+    fake.backend.scores = by_index
+    docs = five_docs()
+    before = copy.deepcopy(docs)
+    compressor = MemRerank(top_n=4)
+    sync_out = compressor.compress_documents(docs, QUERY)
+    async_out = await compressor.acompress_documents(docs, QUERY)
+    assert async_out == sync_out
+    assert docs == before
+
+
+def test_document_subclasses_and_extra_fields_survive(fake: BackendFactory) -> None:
+    class MyDocument(Document):
+        source_system: str = "crm"
+
+    fake.backend.scores = lambda q, texts: [0.3, 0.6]
+    docs = [MyDocument(page_content="x", id="1"), MyDocument(page_content="y", id="2")]
+    out = MemRerank().compress_documents(docs, QUERY)
+    assert [type(d) for d in out] == [MyDocument, MyDocument]
+    assert [d.id for d in out] == ["2", "1"]
+    assert out[0].source_system == "crm"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("top_n", "expected"),
+    [(3, ["m3", "m1", "m4"]), (1, ["m3"]), (0, []), (None, ["m3", "m1", "m4", "m2", "m5"])],
+)
+def test_top_n(fake: BackendFactory, top_n: int | None, expected: list[str]) -> None:
+    fake.backend.scores = by_index
+    out = MemRerank(top_n=top_n).compress_documents(five_docs(), QUERY)
+    assert [d.id for d in out] == expected
+
+
+def test_top_n_larger_than_the_list(fake: BackendFactory) -> None:
+    fake.backend.scores = by_index
+    out = MemRerank(top_n=50).compress_documents(five_docs()[:2], QUERY)
+    assert [d.id for d in out] == ["m1", "m2"]
+
+
+def test_score_threshold(fake: BackendFactory) -> None:
+    fake.backend.scores = by_index
+    out = MemRerank(top_n=None, score_threshold=0.4).compress_documents(five_docs(), QUERY)
+    assert [d.id for d in out] == ["m3", "m1", "m4"]
+    assert all(d.metadata[RELEVANCE_SCORE_KEY] >= 0.4 for d in out)
+
+
+def test_default_top_n_is_three(fake: BackendFactory) -> None:
+    fake.backend.scores = by_index
+    assert len(MemRerank().compress_documents(five_docs(), QUERY)) == 3
+
+
+async def test_empty_input_never_calls_the_backend(fake: BackendFactory) -> None:
+    compressor = MemRerank()
+    assert compressor.compress_documents([], QUERY) == []
+    assert await compressor.acompress_documents([], QUERY) == []
+    assert compressor.rerank([], QUERY) == []
+    assert await compressor.arerank([], QUERY) == []
+    assert fake.backend.calls == 0
+
+
+def test_caller_mistakes_raise(fake: BackendFactory) -> None:
+    compressor = MemRerank()
+    with pytest.raises(ValueError, match="query"):
+        compressor.compress_documents(five_docs(), "   ")
+    with pytest.raises(TypeError, match="query"):
+        compressor.compress_documents(five_docs(), None)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"documents\[1\] must be a Document"):
+        compressor.compress_documents([five_docs()[0], "text"], QUERY)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="documents must be a sequence"):
+        compressor.compress_documents(five_docs()[0], QUERY)  # type: ignore[arg-type]
+    assert fake.backend.calls == 0
+
+
+# -- fallback ---------------------------------------------------------------------------
+
+
+async def test_fallback_keeps_the_order_and_flags_it(
+    fake: BackendFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.backend.fail = True
+    docs = five_docs()
+    before = copy.deepcopy(docs)
+    compressor = MemRerank(top_n=3, score_threshold=0.9)  # no threshold on fallback results
+    with caplog.at_level(logging.WARNING, logger="memreranker"):
+        out = compressor.compress_documents(docs, QUERY)
+    assert [d.id for d in out] == ["m1", "m2", "m3"]
+    assert all(d.metadata[RELEVANCE_SCORE_KEY] == 0.0 for d in out)
+    assert all(d.metadata[FALLBACK_KEY] is True for d in out)
+    assert all(d.metadata["created"] for d in out)
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert "falling back to original order" in warnings[0].getMessage()
+    assert docs == before
+
+    async_out = await compressor.acompress_documents(docs, QUERY)
+    assert async_out == out
+
+
+def test_fallback_of_a_real_outage(missing_model: str) -> None:
+    out = MemRerank(model=missing_model, top_n=2).compress_documents(five_docs(), QUERY)
+    assert [(d.id, d.metadata[RELEVANCE_SCORE_KEY], d.metadata[FALLBACK_KEY]) for d in out] == [
+        ("m1", 0.0, True),
+        ("m2", 0.0, True),
+    ]
+
+
+def test_a_stale_fallback_flag_is_removed_on_success(fake: BackendFactory) -> None:
+    fake.backend.scores = lambda q, texts: [0.8]
+    docs = [Document(page_content="x", metadata={FALLBACK_KEY: True, RELEVANCE_SCORE_KEY: 0.0})]
+    out = MemRerank().compress_documents(docs, QUERY)
+    assert out[0].metadata == {RELEVANCE_SCORE_KEY: 0.8}
+    assert docs[0].metadata[FALLBACK_KEY] is True
+
+
+async def test_on_error_raise_propagates(fake: BackendFactory) -> None:
+    fake.backend.fail = True
+    compressor = MemRerank(on_error="raise")
+    with pytest.raises(MemRerankerError, match="scripted failure"):
+        compressor.compress_documents(five_docs(), QUERY)
+    with pytest.raises(MemRerankerError, match="scripted failure"):
+        await compressor.acompress_documents(five_docs(), QUERY)
+
+
+# -- native async -----------------------------------------------------------------------
+
+
+async def test_acompress_is_native_async(fake: BackendFactory) -> None:
+    fake.backend.scores = by_index
+    out = await MemRerank().acompress_documents(five_docs(), QUERY)
+    assert [d.id for d in out] == ["m3", "m1", "m4"]
+    assert fake.backend.sync_calls == []  # not the sync path in a thread
+    assert fake.backend.async_threads == [threading.get_ident()]  # on the event loop
+
+
+async def test_arerank_is_native_async(fake: BackendFactory) -> None:
+    fake.backend.scores = by_index
+    out = await MemRerank().arerank(["a", "b", "c"], QUERY)
+    assert [r["index"] for r in out] == [2, 0, 1]
+    assert fake.backend.sync_calls == []
+    assert fake.backend.async_threads == [threading.get_ident()]
+
+
+# -- rerank(): the dict API -------------------------------------------------------------
+
+
+def test_rerank_returns_index_and_relevance_score(fake: BackendFactory) -> None:
+    fake.backend.scores = by_index
+    out = MemRerank(top_n=None).rerank(["a", "b", "c", "d", "e"], QUERY)
+    assert out == [
+        {"index": 2, RELEVANCE_SCORE_KEY: 0.9},
+        {"index": 0, RELEVANCE_SCORE_KEY: 0.7},
+        {"index": 3, RELEVANCE_SCORE_KEY: 0.4},
+        {"index": 1, RELEVANCE_SCORE_KEY: 0.2},
+        {"index": 4, RELEVANCE_SCORE_KEY: 0.1},
+    ]
+
+
+def test_rerank_reads_strings_dicts_and_documents(fake: BackendFactory) -> None:
+    fake.backend.scores = lambda q, texts: [0.5] * len(texts)
+    documents = [
+        "plain",
+        Document(page_content="from a document"),
+        {"memory": "the memory", "text": "not this", "content": "nor this"},
+        {"text": "the text", "content": "not this"},
+        {"content": "the content"},
+        {"memory": None, "text": "text when memory is not a string"},
+        {"id": 7},
+    ]
+    MemRerank().rerank(documents, QUERY)
+    assert fake.backend.sync_calls[0][1] == [
+        "plain",
+        "from a document",
+        "the memory",
+        "the text",
+        "the content",
+        "text when memory is not a string",
+        str({"id": 7}),
+    ]
+
+
+def test_rerank_top_n_and_threshold_overrides(fake: BackendFactory) -> None:
+    fake.backend.scores = by_index
+    compressor = MemRerank(top_n=2, score_threshold=0.5)
+    texts = ["a", "b", "c", "d", "e"]
+    assert [r["index"] for r in compressor.rerank(texts, QUERY)] == [2, 0]
+    assert [r["index"] for r in compressor.rerank(texts, QUERY, top_n=None)] == [2, 0]
+    assert len(compressor.rerank(texts, QUERY, top_n=None, score_threshold=None)) == 5
+    assert [r["index"] for r in compressor.rerank(texts, QUERY, top_n=1)] == [2]
+    with pytest.raises(ValueError, match="top_n"):
+        compressor.rerank(texts, QUERY, top_n=-1)
+
+
+def test_rerank_fallback_is_flagged(fake: BackendFactory) -> None:
+    fake.backend.fail = True
+    out = MemRerank(top_n=2).rerank(["a", "b", "c"], QUERY)
+    assert out == [
+        {"index": 0, RELEVANCE_SCORE_KEY: 0.0, FALLBACK_KEY: True},
+        {"index": 1, RELEVANCE_SCORE_KEY: 0.0, FALLBACK_KEY: True},
+    ]
+
+
+def test_rerank_rejects_other_inputs(fake: BackendFactory) -> None:
+    compressor = MemRerank()
+    with pytest.raises(TypeError, match=r"documents\[1\] must be a str, a dict or a Document"):
+        compressor.rerank(["a", 3], QUERY)  # type: ignore[list-item]
+    with pytest.raises(TypeError, match="documents must be a sequence"):
+        compressor.rerank("abc", QUERY)  # type: ignore[arg-type]
+    assert fake.backend.calls == 0
