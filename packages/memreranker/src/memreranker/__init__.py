@@ -10,6 +10,7 @@ import logging
 from memreranker.errors import (
     AuthenticationError,
     InferenceError,
+    InputTooLongError,
     InvalidResponseError,
     MemRerankerError,
     ModelLoadError,
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthenticationError",
     "InferenceError",
+    "InputTooLongError",
     "InvalidResponseError",
     "MemReranker",
     "MemRerankerError",

@@ -7,6 +7,13 @@ failures to *score*, the ones ``on_error="fallback"`` absorbs.
 from __future__ import annotations
 
 
+class InputTooLongError(ValueError):
+    """A query or document over a service's documented limit, with truncation turned off.
+
+    A caller mistake, not an outage: it propagates in every ``on_error`` mode.
+    """
+
+
 class MemRerankerError(Exception):
     """Base class of every failure to score documents."""
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from memreranker import ranking
 from memreranker.backends import Backend, create_backend
-from memreranker.errors import InferenceError, MemRerankerError
+from memreranker.errors import InferenceError, InputTooLongError, MemRerankerError
 from memreranker.ranking import Scored
 from memreranker.settings import RerankerSettings
 from memreranker.types import RerankResult
@@ -153,6 +153,8 @@ class MemReranker:
             return self._backend.score(
                 query, docs, instruction=self._instruction(instruction), top_n=top_n
             )
+        except InputTooLongError:
+            raise
         except Exception as exc:
             error = self._typed(exc)
             if self.fallback is None:
@@ -167,6 +169,8 @@ class MemReranker:
             return await self._backend.ascore(
                 query, docs, instruction=self._instruction(instruction), top_n=top_n
             )
+        except InputTooLongError:
+            raise
         except Exception as exc:
             error = self._typed(exc)
             if self.fallback is None:
@@ -204,6 +208,27 @@ class MemReranker:
         self._backend.close()
         if self.fallback is not None:
             self.fallback.close()
+
+    async def aclose(self) -> None:
+        """Async :meth:`close`: also closes the async HTTP client of the running loop."""
+        aclose = getattr(self._backend, "aclose", None)
+        if aclose is not None:
+            await aclose()
+        else:
+            self._backend.close()
+        if self.fallback is not None:
+            await self.fallback.aclose()
+
+    async def __aenter__(self) -> MemReranker:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
 
     def __enter__(self) -> MemReranker:
         return self

@@ -21,7 +21,8 @@ DEFAULT_MEMOS_MODEL = "memos-reranker-0.6b"
 class RerankerSettings(BaseModel):
     """Everything that configures a :class:`memreranker.MemReranker`."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # hide_input_in_errors: a validation error must not echo the API key back.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
     backend: Backend = Field(
         default="local",
@@ -46,7 +47,8 @@ class RerankerSettings(BaseModel):
 
     # Local weights.
     device: str | None = Field(
-        default=None, description='torch device ("cuda", "cuda:1", "cpu"...); None picks CUDA if present.'
+        default=None,
+        description='torch device ("cuda", "cuda:1", "cpu"...); None picks CUDA if present.',
     )
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         default=None, description="Weights dtype; None means bfloat16 on CUDA, float32 elsewhere."
@@ -57,6 +59,20 @@ class RerankerSettings(BaseModel):
         ge=64,
         description="Token budget of one prompt (prefix + body + suffix); longer bodies are "
         "truncated as in the model card.",
+    )
+    engine: Literal["prefix", "batched"] = Field(
+        default="prefix",
+        description='Local scoring engine. "prefix": runs the prompt part shared by all documents '
+        "of a call (system prompt, instruction, query) once and only each document's tokens "
+        'after it; same scores as the model card, faster. "batched": the model card\'s recipe '
+        "as written, every pair a full prompt.",
+    )
+    score_cache_size: int = Field(
+        default=0,
+        ge=0,
+        description="Keep the scores of this many (model, instruction, query, document) "
+        "combinations in an in-memory LRU cache, for agents that rerank the same memories "
+        "repeatedly; 0 (default) disables it.",
     )
 
     # HTTP services.
@@ -71,6 +87,47 @@ class RerankerSettings(BaseModel):
     )
     timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP attempt.")
     max_retries: int = Field(default=2, ge=0, description="Retries after a retryable failure.")
+    deadline: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds one HTTP request may take with all its retries and waits. None: "
+        "timeout * (max_retries + 1) plus the largest possible backoff waits.",
+    )
+    retry_backoff: float = Field(
+        default=0.5,
+        ge=0,
+        description="Base of the exponential backoff between retries (seconds); each wait is "
+        "drawn uniformly from [0, min(retry_backoff_max, retry_backoff * 2**attempt)].",
+    )
+    retry_backoff_max: float = Field(
+        default=8.0, ge=0, description="Cap of one backoff wait (seconds)."
+    )
+    max_documents_per_request: int = Field(
+        default=100,
+        ge=1,
+        description="Longer document lists are split across requests (scores merged, sorted "
+        "globally).",
+    )
+    max_tokens_per_request: int = Field(
+        default=8000,
+        ge=1,
+        description="Approximate token budget of the documents of one request (the MemOS "
+        "documented cap is 8k); a list over it is split across requests.",
+    )
+    max_query_tokens: int = Field(
+        default=2000, ge=1, description="Approximate token limit of the query (MemOS: 2k)."
+    )
+    max_document_tokens: int = Field(
+        default=32000, ge=1, description="Approximate token limit of one document (MemOS: 32k)."
+    )
+    truncate: bool = Field(
+        default=True,
+        description="True: a query or document over its token limit is truncated with a "
+        "warning. False: it raises ValueError.",
+    )
+    max_concurrency: int = Field(
+        default=4, ge=1, description="Requests in flight at once per async call (batches)."
+    )
 
     def resolved_model(self) -> str | None:
         """The model name after applying the backend's default."""

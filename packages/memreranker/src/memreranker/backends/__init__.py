@@ -16,4 +16,8 @@ def create_backend(settings: RerankerSettings) -> Backend:
         from memreranker.local.backend import LocalBackend
 
         return LocalBackend(settings)
+    if settings.backend in ("memos", "vllm"):
+        from memreranker.http.backend import HTTPBackend
+
+        return HTTPBackend(settings)
     raise ValueError(f"backend {settings.backend!r} is not available yet")

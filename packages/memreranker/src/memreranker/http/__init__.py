@@ -1,0 +1,22 @@
+"""Hosted rerank backends over HTTP: the MemOS cloud API (``memos``) and vLLM-style servers
+(``vllm``, Cohere-v2-shaped replies accepted).
+
+Layout (httpx-style: the protocol knows nothing of sockets, the transports nothing of rerank):
+
+* :mod:`~memreranker.http.protocol`: endpoints, request building, reply parsing and
+  validation, error mapping. Pure functions.
+* :mod:`~memreranker.http.retry`: the retry policy and the attempt loop as a generator of
+  send/sleep steps, shared by both transports.
+* :mod:`~memreranker.http.batching`: token estimates, truncation, splitting and merging.
+* :mod:`~memreranker.http.sync_transport` (``requests``) and
+  :mod:`~memreranker.http.async_transport` (``httpx``, one client per event loop).
+* :mod:`~memreranker.http.backend`: :class:`HTTPBackend`, which puts them together.
+
+Importing this package imports ``requests`` and ``httpx`` (never torch).
+"""
+
+from __future__ import annotations
+
+from memreranker.http.backend import HTTPBackend
+
+__all__ = ["HTTPBackend"]

@@ -1,0 +1,217 @@
+"""The hosted backends: ``memos`` (the MemOS cloud API) and ``vllm`` (vLLM/Cohere-style servers).
+
+One :class:`HTTPBackend` serves both; the dialect decides the URL, the auth header and the
+defaults. Per call it fits the input into the service's limits, splits long lists into
+requests, runs each request through the shared retry loop (sync: one after the other over a
+``requests`` pool; async: concurrently, at most ``max_concurrency`` at a time, over the
+running loop's ``httpx`` pool), merges the scores back onto the caller's indices, sorts and
+cuts to ``top_n``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Sequence
+
+from memreranker.http import batching, protocol
+from memreranker.http.async_transport import AsyncTransport
+from memreranker.http.async_transport import run as run_async
+from memreranker.http.protocol import Dialect, Endpoint
+from memreranker.http.retry import RetryPolicy, exchange
+from memreranker.http.sync_transport import SyncTransport
+from memreranker.http.sync_transport import run as run_sync
+from memreranker.ranking import Scored
+from memreranker.settings import RerankerSettings
+
+logger = logging.getLogger("memreranker")
+
+MEMOS_API_KEY_ENV = "MEMOS_API_KEY"
+MEMOS_BASE_URL_ENV = "MEMOS_BASE_URL"
+
+
+def resolve_endpoint(settings: RerankerSettings) -> Endpoint:
+    """Where to call, from the settings and (for ``memos``) the environment.
+
+    Raises:
+        ValueError: a missing key (memos), a missing ``base_url`` (vllm), a malformed URL or
+            a key with whitespace or control characters inside. The key is never echoed.
+    """
+    dialect: Dialect
+    if settings.backend == "memos":
+        dialect = "memos"
+        key = _key(settings, env=MEMOS_API_KEY_ENV)
+        if key is None:
+            raise ValueError(
+                "the memos backend needs an API key: pass api_key=... or set the "
+                f"{MEMOS_API_KEY_ENV} environment variable"
+            )
+        base = (
+            settings.base_url
+            or os.environ.get(MEMOS_BASE_URL_ENV, "").strip()
+            or protocol.DEFAULT_MEMOS_BASE_URL
+        )
+        url = protocol.memos_url(base)
+        model = settings.resolved_model()
+        if model not in protocol.KNOWN_MEMOS_MODELS:
+            logger.warning(
+                "memos: model %r is not one of the documented %s; sending it anyway",
+                model,
+                ", ".join(protocol.KNOWN_MEMOS_MODELS),
+            )
+    elif settings.backend == "vllm":
+        dialect = "vllm"
+        if not settings.base_url:
+            raise ValueError(
+                "backend='vllm' needs base_url, the server root (e.g. http://localhost:8000; "
+                "/v1/rerank is appended) or the full rerank endpoint URL"
+            )
+        key = _key(settings, env=None)
+        url = protocol.vllm_url(settings.base_url)
+        model = settings.model
+    else:
+        raise ValueError(f"backend {settings.backend!r} is not an HTTP backend")
+    if protocol.is_insecure_remote(url):
+        logger.warning(
+            "%s: base_url %s is plain http to a non-loopback host: the documents%s travel "
+            "unencrypted; use https",
+            dialect,
+            protocol.redact_url(url),
+            " and the API key" if key else "",
+        )
+    return Endpoint(dialect=dialect, url=url, model=model, api_key=key)
+
+
+def _key(settings: RerankerSettings, *, env: str | None) -> str | None:
+    raw = settings.api_key.get_secret_value() if settings.api_key is not None else None
+    if raw is None and env is not None:
+        raw = os.environ.get(env)
+    if raw is None:
+        return None
+    key = raw.strip()
+    if not key:
+        return None
+    if any(ch.isspace() or not ch.isprintable() for ch in key):
+        raise ValueError("the API key contains whitespace or control characters")
+    return key
+
+
+class HTTPBackend:
+    """Scores through a rerank HTTP service (see the module docstring)."""
+
+    def __init__(self, settings: RerankerSettings) -> None:
+        self._endpoint = resolve_endpoint(settings)
+        self._policy = RetryPolicy.from_settings(settings)
+        self._limits = batching.Limits.from_settings(settings)
+        self._max_concurrency = settings.max_concurrency
+        pool_size = max(10, settings.max_concurrency)
+        self._sync = SyncTransport(pool_size=pool_size, secret=self._endpoint.api_key)
+        self._async = AsyncTransport(pool_size=pool_size, secret=self._endpoint.api_key)
+        self._warned_instruction = False
+
+    @property
+    def name(self) -> str:
+        return f"{self._endpoint.dialect}:{self._endpoint.model or 'default'}"
+
+    @property
+    def endpoint_url(self) -> str:
+        return self._endpoint.url
+
+    def __repr__(self) -> str:
+        return (
+            f"HTTPBackend(dialect={self._endpoint.dialect!r}, "
+            f"url={protocol.redact_url(self._endpoint.url)!r}, model={self._endpoint.model!r})"
+        )
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        instruction: str | None,
+        top_n: int | None,
+    ) -> list[Scored]:
+        if top_n == 0:
+            return []
+        query, docs, batches = self._plan(query, documents, instruction)
+        parts = []
+        for batch in batches:
+            request = protocol.build_request(
+                self._endpoint, query, docs[batch.start : batch.stop], top_n
+            )
+            parts.append(
+                (batch, run_sync(exchange(self._endpoint, request, self._policy), self._sync))
+            )
+        return _finish(parts, top_n)
+
+    async def ascore(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        instruction: str | None,
+        top_n: int | None,
+    ) -> list[Scored]:
+        if top_n == 0:
+            return []
+        query, docs, batches = self._plan(query, documents, instruction)
+        transport = self._async
+
+        async def one(batch: range) -> tuple[range, list[Scored]]:
+            request = protocol.build_request(
+                self._endpoint, query, docs[batch.start : batch.stop], top_n
+            )
+            return batch, await run_async(
+                exchange(self._endpoint, request, self._policy), transport
+            )
+
+        if len(batches) == 1:
+            return _finish([await one(batches[0])], top_n)
+        limit = asyncio.Semaphore(self._max_concurrency)
+
+        async def bounded(batch: range) -> tuple[range, list[Scored]]:
+            async with limit:
+                return await one(batch)
+
+        tasks = [asyncio.ensure_future(bounded(batch)) for batch in batches]
+        try:
+            parts = await asyncio.gather(*tasks)
+        except BaseException:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        return _finish(parts, top_n)
+
+    def _plan(
+        self, query: str, documents: Sequence[str], instruction: str | None
+    ) -> tuple[str, list[str], list[range]]:
+        if instruction is not None and not self._warned_instruction:
+            self._warned_instruction = True
+            logger.warning(
+                "%s: the rerank API takes no instruction; the instruction is ignored", self.name
+            )
+        query, docs = batching.fit_inputs(query, documents, self._limits, where=self.name)
+        return query, docs, batching.plan_batches(docs, self._limits)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the connection pools. Safe to call twice; a later call reopens them."""
+        self._sync.close()
+        self._async.close()
+
+    async def aclose(self) -> None:
+        """Close the pools, awaiting the running loop's async client."""
+        self._sync.close()
+        await self._async.aclose()
+        self._async.close()
+
+
+def _finish(parts: Sequence[tuple[range, list[Scored]]], top_n: int | None) -> list[Scored]:
+    """Merge batch scores onto global indices, sort (ties in input order), cut to ``top_n``."""
+    merged = sorted(batching.merge(parts), key=lambda pair: (-pair[1], pair[0]))
+    return merged if top_n is None else merged[:top_n]
