@@ -4,8 +4,8 @@ One :class:`HTTPBackend` serves both; the dialect decides the URL, the auth head
 defaults. Per call it fits the input into the service's limits, splits long lists into
 requests, runs each request through the shared retry loop (sync: one after the other over a
 ``requests`` pool; async: concurrently, at most ``max_concurrency`` at a time, over the
-running loop's ``httpx`` pool), merges the scores back onto the caller's indices, sorts and
-cuts to ``top_n``.
+running loop's ``httpx`` pool), and merges the scores back onto the caller's indices (the facade
+sorts and cuts, as for every backend).
 """
 
 from __future__ import annotations
@@ -212,6 +212,7 @@ class HTTPBackend:
 
 
 def _finish(parts: Sequence[tuple[range, list[Scored]]], top_n: int | None) -> list[Scored]:
-    """Merge batch scores onto global indices, sort (ties in input order), cut to ``top_n``."""
-    merged = sorted(batching.merge(parts), key=lambda pair: (-pair[1], pair[0]))
-    return merged if top_n is None else merged[:top_n]
+    """Batch scores on the caller's indices. With ``top_n`` each batch sent its own best
+    ``top_n``, a superset of the global best; the facade sorts and cuts once, for all backends.
+    """
+    return list(batching.merge(parts))
