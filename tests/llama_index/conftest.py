@@ -1,0 +1,168 @@
+"""Fixtures of the LlamaIndex integration tests.
+
+No ``__init__.py`` in this directory, on purpose: a regular package named ``llama_index``
+on ``sys.path`` would hide the real namespace package.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import pytest
+from llama_index.core.base.embeddings.base import BaseEmbedding
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.instrumentation import get_dispatcher
+from llama_index.core.instrumentation.event_handlers import BaseEventHandler
+from llama_index.core.instrumentation.events import BaseEvent
+from llama_index.core.schema import NodeWithScore, TextNode
+
+from memreranker import MemReranker
+
+MEMORIES = (
+    "User prefers Jiangxiang-flavored baijiu, like Moutai.",
+    "I don't drink alcohol on weekdays.",
+    "The user's sister Anna lives in Berlin.",
+    "Flight to Berlin booked for 2026-05-14.",
+    "用户喜欢打羽毛球",
+    "Meeting with Bob moved to Friday 🎉",
+    "The user drinks green tea every morning.",
+    "Python is the user's favourite programming language.",
+)
+
+
+class HashEmbedding(BaseEmbedding):
+    """Deterministic bag-of-words embedding: words hashed (crc32) into ``dim`` buckets."""
+
+    dim: int = 64
+
+    def _embed(self, text: str) -> list[float]:
+        vector = [0.0] * self.dim
+        for word in re.findall(r"\w+", text.lower()):
+            vector[zlib.crc32(word.encode()) % self.dim] += 1.0
+        norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+        return [v / norm for v in vector]
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._embed(query)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return self._embed(query)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._embed(text)
+
+
+class FakeBackend:
+    """A scorer for a real ``MemReranker``: score = ``scores[text]``; records every call."""
+
+    name = "fake:keyword"
+
+    def __init__(self, scores: Callable[[str], float], error: Exception | None = None) -> None:
+        self._scores = scores
+        self.error = error
+        self.calls: list[tuple[str, str, list[str], int | None]] = []
+        self.closed = 0
+
+    def _run(
+        self, kind: str, query: str, documents: Sequence[str], top_n: int | None
+    ) -> list[tuple[int, float]]:
+        self.calls.append((kind, query, list(documents), top_n))
+        if self.error is not None:
+            raise self.error
+        # Reverse input order on purpose: the core and the shell must map by index.
+        return [(i, self._scores(doc)) for i, doc in reversed(list(enumerate(documents)))]
+
+    def score(
+        self, query: str, documents: Sequence[str], *, instruction: str | None, top_n: int | None
+    ) -> list[tuple[int, float]]:
+        return self._run("sync", query, documents, top_n)
+
+    async def ascore(
+        self, query: str, documents: Sequence[str], *, instruction: str | None, top_n: int | None
+    ) -> list[tuple[int, float]]:
+        return self._run("async", query, documents, top_n)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def keyword_score(text: str) -> float:
+    """Deterministic, distinct scores: more 'drink'-ish words score higher."""
+    words = ("drink", "tea", "baijiu", "alcohol", "moutai")
+    hits = sum(text.lower().count(w) for w in words)
+    return min(0.95, 0.1 * hits + (zlib.crc32(text.encode()) % 97) / 1000)
+
+
+@pytest.fixture
+def fake_core() -> Callable[..., tuple[MemReranker, FakeBackend]]:
+    """A real ``MemReranker`` (sorting, fallback...) whose scores come from a FakeBackend."""
+
+    def make(
+        scores: Callable[[str], float] = keyword_score,
+        error: Exception | None = None,
+        **options: Any,
+    ) -> tuple[MemReranker, FakeBackend]:
+        core = MemReranker(model="fake-model-never-loaded", **options)
+        backend = FakeBackend(scores, error)
+        core._backend = backend  # the core's seam for backends; nothing is loaded
+        return core, backend
+
+    return make
+
+
+@pytest.fixture
+def nodes() -> list[NodeWithScore]:
+    """Retrieved nodes, retrieval scores descending, with metadata (some hidden from EMBED)."""
+    out = []
+    for i, text in enumerate(MEMORIES):
+        node = TextNode(
+            text=text,
+            id_=f"memory-{i}",
+            metadata={"source": f"chat-{i}", "secret_note": "not for the reranker"},
+            excluded_embed_metadata_keys=["secret_note"],
+        )
+        out.append(NodeWithScore(node=node, score=round(0.9 - 0.05 * i, 2)))
+    return out
+
+
+class EventCollector(BaseEventHandler):
+    """Keeps every instrumentation event it sees."""
+
+    events: list[BaseEvent] = Field(default_factory=list)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "EventCollector"
+
+    def handle(self, event: BaseEvent, **kwargs: Any) -> None:
+        self.events.append(event)
+
+    def of_type(self, kind: type[BaseEvent]) -> list[Any]:
+        return [e for e in self.events if isinstance(e, kind)]
+
+
+@pytest.fixture
+def events() -> Iterator[EventCollector]:
+    """An event handler on the root dispatcher, removed after the test."""
+    root = get_dispatcher()
+    collector = EventCollector()
+    root.add_event_handler(collector)
+    try:
+        yield collector
+    finally:
+        root.event_handlers.remove(collector)
+
+
+@pytest.fixture
+def embed_model() -> HashEmbedding:
+    return HashEmbedding()
+
+
+@pytest.fixture(name="keyword_score")
+def keyword_score_fixture() -> Callable[[str], float]:
+    """The FakeBackend's default scoring function."""
+    return keyword_score
