@@ -67,7 +67,7 @@ def build_compressor() -> MemRerank:
     if name:
         compressor = MemRerank(model=name, top_n=3)
         try:
-            compressor.core.load()  # load now, to say so if it cannot be had
+            compressor.reranker.load()  # load now, to say so if it cannot be had
             return compressor
         except ModelLoadError as exc:
             print(f"{name} cannot be loaded ({str(exc).splitlines()[0][:120]}).")

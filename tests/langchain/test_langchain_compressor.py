@@ -50,7 +50,7 @@ def test_core_settings_pass_through_to_the_core(fake: BackendFactory) -> None:
         max_retries=7,
         batch_size=2,
     )
-    settings = compressor.core.settings
+    settings = compressor.reranker.settings
     assert type(settings) is RerankerSettings
     assert settings.model == "some-model"
     assert settings.instruction == "Find the user's preferences"
@@ -63,13 +63,13 @@ def test_core_settings_pass_through_to_the_core(fake: BackendFactory) -> None:
 async def test_the_core_is_built_once(fake: BackendFactory) -> None:
     compressor = MemRerank(model="some-model")
     assert len(fake.built) == 1
-    core = compressor.core
+    core = compressor.reranker
     compressor.compress_documents(five_docs(), QUERY)
     compressor.compress_documents(five_docs(), QUERY)
     await compressor.acompress_documents(five_docs(), QUERY)
     compressor.rerank(["a", "b"], QUERY)
     assert len(fake.built) == 1
-    assert compressor.core is core
+    assert compressor.reranker is core
 
 
 def test_invalid_settings_are_rejected(fake: BackendFactory) -> None:
@@ -108,8 +108,8 @@ def test_core_settings_are_fixed_after_construction(
     compressor = MemRerank(model="some-model")
     with pytest.raises(AttributeError, match=f"MemRerank.{name} is fixed"):
         setattr(compressor, name, value)
-    assert compressor.core.settings.model == "some-model"
-    with pytest.raises(AttributeError, match="reranker is fixed"):
+    assert compressor.reranker.settings.model == "some-model"
+    with pytest.raises(AttributeError):
         compressor.reranker = MemReranker(model="x")
 
 
@@ -119,7 +119,7 @@ def test_core_settings_are_fixed_after_construction(
 def test_a_ready_reranker_is_used_as_is(fake: BackendFactory) -> None:
     core = MemReranker("local", model="shared-model", on_error="raise")
     compressor = MemRerank(reranker=core, top_n=2, score_threshold=0.1)
-    assert compressor.core is core
+    assert compressor.reranker is core
     assert len(fake.built) == 1  # the reranker's own backend; nothing built by MemRerank
     # The core fields tell what is in use.
     assert compressor.model == "shared-model"
@@ -135,7 +135,6 @@ def test_a_ready_reranker_is_used_as_is(fake: BackendFactory) -> None:
     "setting",
     [
         {"model": "other"},
-        {"backend": "local"},  # even the default value: it was given, so it is a conflict
         {"api_key": "sk-conflict"},
         {"on_error": "raise"},
         {"instruction": "x"},
@@ -147,9 +146,16 @@ def test_a_ready_reranker_and_core_settings_conflict(
     fake: BackendFactory, setting: dict[str, object]
 ) -> None:
     core = MemReranker(model="shared-model")
-    with pytest.raises(ValueError, match="either reranker= or the core settings") as info:
+    with pytest.raises(ValueError, match="contradict") as info:
         MemRerank(reranker=core, **setting)
     assert next(iter(setting)) in str(info.value)
+    assert "sk-conflict" not in str(info.value)
+
+
+def test_a_ready_reranker_with_agreeing_settings(fake: BackendFactory) -> None:
+    core = MemReranker(model="shared-model")
+    compressor = MemRerank(reranker=core, backend="local", model="shared-model")
+    assert compressor.reranker is core
 
 
 def test_close_releases_only_an_owned_core(fake: BackendFactory) -> None:

@@ -66,7 +66,7 @@ def expected(store: InMemoryVectorStore, compressor: MemRerank) -> list[tuple[st
     """What the core itself says about the documents the base retriever returns."""
     base = store.as_retriever(search_kwargs={"k": K}).invoke(QUERY)
     assert len(base) == K
-    results = compressor.core.rerank(QUERY, [d.page_content for d in base], top_n=3)
+    results = compressor.reranker.rerank(QUERY, [d.page_content for d in base], top_n=3)
     return [(str(base[r.index].id), r.score) for r in results]
 
 

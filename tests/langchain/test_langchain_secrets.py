@@ -17,8 +17,8 @@ def test_api_key_is_a_secret_str(fake: BackendFactory) -> None:
     compressor = MemRerank(api_key=KEY)
     assert isinstance(compressor.api_key, SecretStr)
     assert compressor.api_key.get_secret_value() == KEY
-    assert compressor.core.settings.api_key is not None
-    assert compressor.core.settings.api_key.get_secret_value() == KEY
+    assert compressor.reranker.settings.api_key is not None
+    assert compressor.reranker.settings.api_key.get_secret_value() == KEY
     assert compressor.lc_secrets == {"api_key": "MEMOS_API_KEY"}
 
 
@@ -27,7 +27,7 @@ def test_api_key_absent_from_every_rendering(fake: BackendFactory) -> None:
     renderings = [
         repr(compressor),
         str(compressor),
-        repr(compressor.core),
+        repr(compressor.reranker),
         str(compressor.model_dump()),
         compressor.model_dump_json(),
         str(compressor.model_dump(mode="json")),
@@ -63,7 +63,7 @@ def test_dumps_loads_round_trip(fake: BackendFactory) -> None:
         0.25,
         3.0,
     )
-    assert restored.core is not original.core
+    assert restored.reranker is not original.reranker
 
 
 def test_dumps_with_a_ready_reranker_is_not_implemented(fake: BackendFactory) -> None:
@@ -95,5 +95,5 @@ def test_no_key_is_read_into_the_object(
     monkeypatch.setenv("MEMOS_API_KEY", KEY)
     compressor = MemRerank()
     assert compressor.api_key is None
-    assert compressor.core.settings.api_key is None
+    assert compressor.reranker.settings.api_key is None
     assert KEY not in dumps(compressor)

@@ -19,20 +19,16 @@ from langchain_core.load.serializable import (
     SerializedNotImplemented,
     to_json_not_implemented,
 )
-from pydantic import ConfigDict, Field, PrivateAttr, field_validator, model_validator
-from pydantic.json_schema import SkipJsonSchema
+from pydantic import ConfigDict, Field
 
-from memreranker import MemReranker, RerankerSettings, RerankResult
-from memreranker.validation import check_score_threshold, check_top_n
+from memreranker import RerankResult
+from memreranker.integration import RerankerShell
 
 RELEVANCE_SCORE_KEY = "relevance_score"
 """Metadata key of the score, P(yes) in [0, 1], as other LangChain rerankers write it."""
 
 FALLBACK_KEY = "rerank_fallback"
 """Metadata key set to ``True`` when scoring failed and the documents keep their order."""
-
-CORE_FIELDS: frozenset[str] = frozenset(RerankerSettings.model_fields)
-"""Fields inherited from the core's settings: fixed once the compressor is built."""
 
 _TEXT_KEYS = ("memory", "text", "content")  # mem0's order for dict documents
 
@@ -46,7 +42,7 @@ class _Unset(enum.Enum):
 _UNSET = _Unset.TOKEN
 
 
-class MemRerank(BaseDocumentCompressor, Serializable, RerankerSettings):
+class MemRerank(BaseDocumentCompressor, Serializable, RerankerShell):
     """Rerank LangChain documents with MemReranker (local weights or a hosted API).
 
     Give either the core's settings, from which one ``MemReranker`` is built when the
@@ -59,11 +55,12 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerSettings):
 
         MemRerank(reranker=MemReranker("memos", fallback=MemReranker(model=...)), top_n=5)
 
-    but not both: a core setting passed next to ``reranker`` raises ``ValueError`` naming
-    it, since one of the two would silently be ignored. ``top_n`` and ``score_threshold``
-    belong to this compressor and go with either. The core settings (and ``reranker``) are
-    fixed after construction: assigning one raises ``AttributeError``; build a new
-    ``MemRerank`` instead. With a ready ``reranker`` the core fields mirror its settings.
+    but core settings that contradict a given ``reranker`` raise ``ValueError`` naming them,
+    since one of the two would silently be ignored. ``top_n`` and ``score_threshold``
+    belong to this compressor and go with either. The core settings are fixed after
+    construction: assigning one raises ``AttributeError``; build a new ``MemRerank``
+    instead. With a ready ``reranker`` the core fields mirror its settings (see
+    :class:`memreranker.integration.RerankerShell`).
 
     Results are new ``Document`` objects (same ``id``, same content, a new metadata dict)
     with ``metadata["relevance_score"]``, best first. When scoring fails and ``on_error``
@@ -85,67 +82,10 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerSettings):
         hide_input_in_errors=True,
     )
 
-    reranker: SkipJsonSchema[MemReranker | None] = Field(
-        default=None,
-        exclude=True,
-        description="A ready MemReranker to use instead of building one from the core "
-        "settings (which must then be left out).",
-    )
     top_n: int | None = Field(
         default=3,
         description="Keep at most this many documents (None: all; more than given: all).",
     )
-    score_threshold: float | None = Field(
-        default=None,
-        description="Drop documents scoring below this P(yes) in [0, 1]. Never applied to "
-        "fallback results, whose scores are unknown rather than low.",
-    )
-
-    _core: MemReranker = PrivateAttr()
-    _owns_core: bool = PrivateAttr(default=False)
-
-    # The core's own checks (same errors as MemReranker.rerank), run at construction.
-    @field_validator("top_n", mode="before")
-    @classmethod
-    def _check_top_n(cls, value: Any) -> int | None:
-        return check_top_n(value)
-
-    @field_validator("score_threshold", mode="before")
-    @classmethod
-    def _check_score_threshold(cls, value: Any) -> float | None:
-        return check_score_threshold(value)
-
-    @model_validator(mode="after")
-    def _one_source_of_settings(self) -> MemRerank:
-        if self.reranker is not None:
-            clash = sorted(CORE_FIELDS & self.model_fields_set)
-            if clash:
-                raise ValueError(
-                    f"pass either reranker= or the core settings, not both: got reranker and "
-                    f"{', '.join(clash)}. Configure the MemReranker you pass instead."
-                )
-        return self
-
-    def model_post_init(self, context: Any, /) -> None:
-        super().model_post_init(context)
-        if self.reranker is not None:
-            self._core = self.reranker
-            self._owns_core = False
-            # Mirror the reranker's settings so that the fields tell what is in use.
-            self.__dict__.update(
-                {name: getattr(self.reranker.settings, name) for name in CORE_FIELDS}
-            )
-        else:
-            self._core = MemReranker.from_settings(self)
-            self._owns_core = True
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in CORE_FIELDS or name == "reranker":
-            raise AttributeError(
-                f"MemRerank.{name} is fixed once the compressor is built (the reranker is "
-                "built once, at construction): create a new MemRerank instead"
-            )
-        super().__setattr__(name, value)
 
     # -- LangChain serialisation ------------------------------------------------------
 
@@ -159,24 +99,9 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerSettings):
 
     def to_json(self) -> SerializedConstructor | SerializedNotImplemented:
         # A ready MemReranker is a live object, not a constructor argument.
-        if self.reranker is not None:
+        if not self.owns_reranker:
             return to_json_not_implemented(self)
         return super().to_json()
-
-    # -- the core in use --------------------------------------------------------------
-
-    @property
-    def core(self) -> MemReranker:
-        """The ``MemReranker`` doing the work (``reranker`` if given, else the one built)."""
-        return self._core
-
-    def close(self) -> None:
-        """Release the reranker's connections or weights, if this compressor built it.
-
-        A ``reranker`` passed in belongs to the caller, who closes it.
-        """
-        if self._owns_core:
-            self._core.close()
 
     # -- BaseDocumentCompressor -------------------------------------------------------
 
@@ -192,10 +117,7 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerSettings):
         calling the backend.
         """
         texts = _document_texts(documents)
-        results = self._core.rerank(
-            query, texts, top_n=self.top_n, score_threshold=self.score_threshold
-        )
-        return _to_documents(documents, results)
+        return _to_documents(documents, self._rerank_texts(query, texts))
 
     async def acompress_documents(
         self,
@@ -205,10 +127,7 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerSettings):
     ) -> Sequence[Document]:
         """Async :meth:`compress_documents`, through the core's native ``arerank``."""
         texts = _document_texts(documents)
-        results = await self._core.arerank(
-            query, texts, top_n=self.top_n, score_threshold=self.score_threshold
-        )
-        return _to_documents(documents, results)
+        return _to_documents(documents, await self._arerank_texts(query, texts))
 
     # -- the reranker API of other LangChain rerankers (CohereRerank.rerank) ----------
 
@@ -234,7 +153,7 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerSettings):
             results (original order, score 0.0) also carry ``"rerank_fallback": True``.
         """
         texts = _any_texts(documents)
-        results = self._core.rerank(query, texts, **self._call_options(top_n, score_threshold))
+        results = self.reranker.rerank(query, texts, **self._call_options(top_n, score_threshold))
         return [_to_dict(result) for result in results]
 
     async def arerank(
@@ -247,7 +166,7 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerSettings):
     ) -> list[dict[str, Any]]:
         """Async :meth:`rerank`, through the core's native ``arerank``."""
         texts = _any_texts(documents)
-        results = await self._core.arerank(
+        results = await self.reranker.arerank(
             query, texts, **self._call_options(top_n, score_threshold)
         )
         return [_to_dict(result) for result in results]
