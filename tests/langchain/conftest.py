@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from langchain_core.vectorstores import InMemoryVectorStore
-from lc_testkit import BackendFactory, BagOfWords, FakeBackend, memory_documents
+from lc_testkit import BagOfWords, Hosted, memory_documents
+from servers import RerankServer
+from servers.clients import FAST
+
+from langchain_memreranker import MemRerank
 
 
 @pytest.fixture
@@ -17,11 +23,20 @@ def vectorstore() -> InMemoryVectorStore:
 
 
 @pytest.fixture
-def fake(monkeypatch: pytest.MonkeyPatch) -> BackendFactory:
-    """Every MemReranker built in the test gets the same scripted backend."""
-    factory = BackendFactory(FakeBackend())
-    monkeypatch.setattr("memreranker.reranker.create_backend", factory)
-    return factory
+def hosted(rerank_server: RerankServer) -> Iterator[Hosted]:
+    """Builds compressors that score through ``rerank_server`` (vllm backend, quick retries);
+    script the server to script the scores. Every compressor is closed after the test."""
+    built: list[MemRerank] = []
+
+    def make(**options: Any) -> MemRerank:
+        settings: dict[str, Any] = {"backend": "vllm", "base_url": rerank_server.url, **FAST}
+        compressor = MemRerank(**{**settings, **options})
+        built.append(compressor)
+        return compressor
+
+    yield make
+    for compressor in built:
+        compressor.close()
 
 
 @pytest.fixture

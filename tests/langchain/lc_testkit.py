@@ -1,4 +1,4 @@
-"""Helpers of the LangChain integration tests: a scripted backend and a small embedding.
+"""Helpers of the LangChain integration tests: scripted server replies and a small embedding.
 
 A uniquely named module (not conftest) so that test files can import it by name.
 """
@@ -6,15 +6,15 @@ A uniquely named module (not conftest) so that test files can import it by name.
 from __future__ import annotations
 
 import re
-import threading
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
+from servers import RecordedRequest, Score
 
-from memreranker.errors import InferenceError
+from langchain_memreranker import MemRerank
 
 MEMORIES = [
     ("m1", "User prefers Jiangxiang-flavored baijiu, like Moutai.", "2025-01-03"),
@@ -26,6 +26,10 @@ MEMORIES = [
     ("m7", "User's favourite drink at parties is red wine.", "2025-05-09"),
     ("m8", "Python is the user's main programming language.", "2025-06-30"),
 ]
+
+Hosted = Callable[..., MemRerank]
+"""The ``hosted`` fixture: ``hosted(**options)`` builds a ``MemRerank`` on the vLLM backend
+of the test's rerank server (conftest.py)."""
 
 
 def memory_documents() -> list[Document]:
@@ -55,54 +59,39 @@ class BagOfWords(Embeddings):
         return self._embed(text)
 
 
-@dataclass
-class FakeBackend:
-    """A scripted backend: ``scores(query, documents)`` gives one P(yes) per document."""
+def scores_by_index(scores: Sequence[float]) -> Score:
+    """A server behaviour: document ``i`` of a request scores ``scores[i]``.
 
-    scores: Callable[[str, Sequence[str]], list[float]] = lambda q, docs: [0.5] * len(docs)
-    fail: bool = False
-    sync_calls: list[tuple[str, list[str]]] = field(default_factory=list)
-    async_calls: list[tuple[str, list[str]]] = field(default_factory=list)
-    async_threads: list[int] = field(default_factory=list)
-    closed: int = 0
+    The results come back worst first (cut to the request's ``top_n`` first), so that a
+    client that trusted their order, or the input order, would get it wrong.
+    """
 
-    @property
-    def name(self) -> str:
-        return "fake"
+    def mutate(body: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+        docs = request["documents"]
+        best_first = sorted(range(len(docs)), key=lambda i: (-scores[i], i))
+        top_n = request.get("top_n")
+        if isinstance(top_n, int) and top_n > 0:
+            best_first = best_first[:top_n]
+        body["results"] = [
+            {"index": i, "document": {"text": docs[i]}, "relevance_score": scores[i]}
+            for i in reversed(best_first)
+        ]
+        return body
 
-    def _score(self, query: str, documents: Sequence[str]) -> list[tuple[int, float]]:
-        if self.fail:
-            raise InferenceError("scripted failure")
-        return list(enumerate(self.scores(query, documents)))
-
-    def score(
-        self, query: str, documents: Sequence[str], *, instruction: str | None, top_n: int | None
-    ) -> list[tuple[int, float]]:
-        self.sync_calls.append((query, list(documents)))
-        return self._score(query, documents)
-
-    async def ascore(
-        self, query: str, documents: Sequence[str], *, instruction: str | None, top_n: int | None
-    ) -> list[tuple[int, float]]:
-        self.async_calls.append((query, list(documents)))
-        self.async_threads.append(threading.get_ident())
-        return self._score(query, documents)
-
-    def close(self) -> None:
-        self.closed += 1
-
-    @property
-    def calls(self) -> int:
-        return len(self.sync_calls) + len(self.async_calls)
+    return Score(mutate=mutate)
 
 
-@dataclass
-class BackendFactory:
-    """Stands in for ``memreranker.reranker.create_backend``; counts the backends built."""
+def user_agents(requests: Sequence[RecordedRequest]) -> list[str]:
+    """The HTTP client library of each request: ``"requests"`` (the core's sync transport)
+    or ``"httpx"`` (its async one), from the ``User-Agent`` header."""
+    return [r.headers["user-agent"].split("/", 1)[0].removeprefix("python-") for r in requests]
 
-    backend: FakeBackend
-    built: list[object] = field(default_factory=list)
 
-    def __call__(self, settings: object) -> FakeBackend:
-        self.built.append(settings)
-        return self.backend
+def client_ports(requests: Sequence[RecordedRequest]) -> list[int]:
+    """The client port of each request: one port for several requests is one kept-alive
+    connection of one connection pool."""
+    ports = []
+    for request in requests:
+        assert request.client_address is not None, "the server did not record the client"
+        ports.append(request.client_address[1])
+    return ports

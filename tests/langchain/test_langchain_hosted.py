@@ -12,11 +12,10 @@ from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_core.documents import Document
 from langchain_core.load import dumps
 from langchain_core.vectorstores import InMemoryVectorStore
-from lc_testkit import memory_documents
-from servers import Reply, RerankServer, deterministic_score
+from lc_testkit import memory_documents, user_agents
+from servers import Reply, RerankServer, Score, deterministic_score
 
 from langchain_memreranker import FALLBACK_KEY, RELEVANCE_SCORE_KEY, MemRerank
-from memreranker.http.backend import HTTPBackend
 
 KEY = "sk-hosted-secret-42"
 QUERY = "What does the user like to drink?"
@@ -96,9 +95,7 @@ def test_a_wrong_key_falls_back_without_leaking(
 
 
 async def test_vllm_backend_in_a_retriever(
-    rerank_server: RerankServer,
-    vectorstore: InMemoryVectorStore,
-    monkeypatch: pytest.MonkeyPatch,
+    rerank_server: RerankServer, vectorstore: InMemoryVectorStore
 ) -> None:
     compressor = MemRerank(backend="vllm", base_url=rerank_server.url, model="mr", top_n=3, **FAST)
     retriever = ContextualCompressionRetriever(
@@ -106,15 +103,14 @@ async def test_vllm_backend_in_a_retriever(
     )
     base = vectorstore.as_retriever(search_kwargs={"k": 6}).invoke(QUERY)
     want = expected(base, 3)
+    rerank_server.script(Score(shuffle=True), Score(shuffle=True))  # mapped by index
     assert same(got(retriever.invoke(QUERY)), want)
-
-    def no_sync(*args: object, **kwargs: object) -> None:
-        raise AssertionError("ainvoke must not take the sync path")
-
-    monkeypatch.setattr(HTTPBackend, "score", no_sync)
     assert same(got(await retriever.ainvoke(QUERY)), want)
-    assert rerank_server.last.path == "/v1/rerank"
-    assert rerank_server.last.body["model"] == "mr"
+    assert [r.path for r in rerank_server.requests] == ["/v1/rerank"] * 2
+    assert [r.body["model"] for r in rerank_server.requests] == ["mr"] * 2
+    # invoke went through the core's sync transport (requests), ainvoke through its async
+    # one (httpx): ainvoke did not run the sync path in a thread.
+    assert user_agents(rerank_server.requests) == ["requests", "httpx"]
     compressor.close()
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from langchain_core.load import dumps, loads
-from lc_testkit import BackendFactory
 from pydantic import SecretStr, ValidationError
 
 from langchain_memreranker import MemRerank
@@ -13,7 +12,7 @@ from memreranker import MemReranker
 KEY = "sk-very-secret-0123456789"
 
 
-def test_api_key_is_a_secret_str(fake: BackendFactory) -> None:
+def test_api_key_is_a_secret_str() -> None:
     compressor = MemRerank(api_key=KEY)
     assert isinstance(compressor.api_key, SecretStr)
     assert compressor.api_key.get_secret_value() == KEY
@@ -22,7 +21,7 @@ def test_api_key_is_a_secret_str(fake: BackendFactory) -> None:
     assert compressor.lc_secrets == {"api_key": "MEMOS_API_KEY"}
 
 
-def test_api_key_absent_from_every_rendering(fake: BackendFactory) -> None:
+def test_api_key_absent_from_every_rendering() -> None:
     compressor = MemRerank(api_key=KEY, model="m")
     renderings = [
         repr(compressor),
@@ -40,13 +39,13 @@ def test_api_key_absent_from_every_rendering(fake: BackendFactory) -> None:
     assert "api_key" not in compressor.model_dump()
 
 
-def test_dumps_writes_a_secret_reference(fake: BackendFactory) -> None:
+def test_dumps_writes_a_secret_reference() -> None:
     text = dumps(MemRerank(api_key=KEY, model="m", top_n=5))
     assert '"api_key": {"lc": 1, "type": "secret", "id": ["MEMOS_API_KEY"]}' in text
 
 
 @pytest.mark.filterwarnings("ignore:The function `loads` is in beta")
-def test_dumps_loads_round_trip(fake: BackendFactory) -> None:
+def test_dumps_loads_round_trip() -> None:
     original = MemRerank(api_key=KEY, model="m", top_n=5, score_threshold=0.25, timeout=3.0)
     restored = loads(
         dumps(original),
@@ -66,7 +65,7 @@ def test_dumps_loads_round_trip(fake: BackendFactory) -> None:
     assert restored.reranker is not original.reranker
 
 
-def test_dumps_with_a_ready_reranker_is_not_implemented(fake: BackendFactory) -> None:
+def test_dumps_with_a_ready_reranker_is_not_implemented() -> None:
     compressor = MemRerank(reranker=MemReranker(model="m", api_key=KEY))
     text = dumps(compressor)
     assert '"type": "not_implemented"' in text
@@ -75,7 +74,7 @@ def test_dumps_with_a_ready_reranker_is_not_implemented(fake: BackendFactory) ->
     assert KEY not in str(compressor.model_dump())
 
 
-def test_errors_never_echo_the_key(fake: BackendFactory) -> None:
+def test_errors_never_echo_the_key() -> None:
     with pytest.raises(ValueError) as conflict:
         MemRerank(reranker=MemReranker(model="m"), api_key=KEY)
     assert KEY not in str(conflict.value)
@@ -87,9 +86,7 @@ def test_errors_never_echo_the_key(fake: BackendFactory) -> None:
     assert KEY not in str(bad_type.value)
 
 
-def test_no_key_is_read_into_the_object(
-    fake: BackendFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_key_is_read_into_the_object(monkeypatch: pytest.MonkeyPatch) -> None:
     # The memos backend reads $MEMOS_API_KEY itself; the shell never copies it, so that it
     # is neither serialised nor sent to another backend (a vLLM server, say).
     monkeypatch.setenv("MEMOS_API_KEY", KEY)

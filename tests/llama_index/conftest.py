@@ -9,16 +9,19 @@ from __future__ import annotations
 import math
 import re
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from li_testkit import SERVED_MODEL, HostedCore
 from llama_index.core.base.embeddings.base import BaseEmbedding
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 from llama_index.core.instrumentation.events import BaseEvent
 from llama_index.core.schema import NodeWithScore, TextNode
+from servers import RerankServer, Score
+from servers.clients import FAST
 
 from memreranker import MemReranker
 
@@ -56,62 +59,23 @@ class HashEmbedding(BaseEmbedding):
         return self._embed(text)
 
 
-class FakeBackend:
-    """A scorer for a real ``MemReranker``: score = ``scores[text]``; records every call."""
-
-    name = "fake:keyword"
-
-    def __init__(self, scores: Callable[[str], float], error: Exception | None = None) -> None:
-        self._scores = scores
-        self.error = error
-        self.calls: list[tuple[str, str, list[str], int | None]] = []
-        self.closed = 0
-
-    def _run(
-        self, kind: str, query: str, documents: Sequence[str], top_n: int | None
-    ) -> list[tuple[int, float]]:
-        self.calls.append((kind, query, list(documents), top_n))
-        if self.error is not None:
-            raise self.error
-        # Reverse input order on purpose: the core and the shell must map by index.
-        return [(i, self._scores(doc)) for i, doc in reversed(list(enumerate(documents)))]
-
-    def score(
-        self, query: str, documents: Sequence[str], *, instruction: str | None, top_n: int | None
-    ) -> list[tuple[int, float]]:
-        return self._run("sync", query, documents, top_n)
-
-    async def ascore(
-        self, query: str, documents: Sequence[str], *, instruction: str | None, top_n: int | None
-    ) -> list[tuple[int, float]]:
-        return self._run("async", query, documents, top_n)
-
-    def close(self) -> None:
-        self.closed += 1
-
-
-def keyword_score(text: str) -> float:
-    """Deterministic, distinct scores: more 'drink'-ish words score higher."""
-    words = ("drink", "tea", "baijiu", "alcohol", "moutai")
-    hits = sum(text.lower().count(w) for w in words)
-    return min(0.95, 0.1 * hits + (zlib.crc32(text.encode()) % 97) / 1000)
-
-
 @pytest.fixture
-def fake_core() -> Callable[..., tuple[MemReranker, FakeBackend]]:
-    """A real ``MemReranker`` (sorting, fallback...) whose scores come from a FakeBackend."""
+def hosted_core(rerank_server: RerankServer) -> Iterator[HostedCore]:
+    """Builds real ``MemReranker`` objects scoring through ``rerank_server`` (vllm backend,
+    quick retries). The server answers in a shuffled order (the shell must map by index),
+    scores :func:`servers.deterministic_score`; script it for failures. All closed after."""
+    rerank_server.default = Score(shuffle=True)
+    built: list[MemReranker] = []
 
-    def make(
-        scores: Callable[[str], float] = keyword_score,
-        error: Exception | None = None,
-        **options: Any,
-    ) -> tuple[MemReranker, FakeBackend]:
-        core = MemReranker(model="fake-model-never-loaded", **options)
-        backend = FakeBackend(scores, error)
-        core._backend = backend  # the core's seam for backends; nothing is loaded
-        return core, backend
+    def make(**options: Any) -> MemReranker:
+        settings: dict[str, Any] = {"model": SERVED_MODEL, "base_url": rerank_server.url, **FAST}
+        core = MemReranker("vllm", **{**settings, **options})
+        built.append(core)
+        return core
 
-    return make
+    yield make
+    for core in built:
+        core.close()
 
 
 @pytest.fixture
@@ -160,9 +124,3 @@ def events() -> Iterator[EventCollector]:
 @pytest.fixture
 def embed_model() -> HashEmbedding:
     return HashEmbedding()
-
-
-@pytest.fixture(name="keyword_score")
-def keyword_score_fixture() -> Callable[[str], float]:
-    """The FakeBackend's default scoring function."""
-    return keyword_score

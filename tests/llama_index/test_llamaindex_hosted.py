@@ -6,6 +6,7 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from li_testkit import user_agents
 from llama_index.core import VectorStoreIndex
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
@@ -64,6 +65,8 @@ async def test_query_engine_hosted(
     assert all("rerank_fallback" not in n.node.metadata for n in response.source_nodes)
 
     (request,) = server.requests
+    # aquery took the core's native async path (httpx), not the sync one (requests).
+    assert user_agents(server.requests) == ["httpx" if use_async else "requests"]
     scheme = "Token" if backend == "memos" else "Bearer"
     assert request.headers["authorization"] == f"{scheme} {SECRET}"
     assert request.body["query"] == QUERY

@@ -246,6 +246,9 @@ class RecordedRequest:
     """The parsed JSON body, or ``None`` when it was not JSON."""
     raw: bytes
     received_at: float
+    client_address: tuple[str, int] | None = None
+    """The client's ``(host, port)``: one port for several requests means one kept-alive
+    connection (a reused pool); ``None`` when unknown."""
 
 
 class RerankServer:
@@ -389,6 +392,7 @@ class _Handler(BaseHTTPRequestHandler):
             body=body,
             raw=raw,
             received_at=time.monotonic(),
+            client_address=(str(self.client_address[0]), int(self.client_address[1])),
         )
         behaviour = server._record(request)
         try:
