@@ -9,6 +9,7 @@ import logging
 
 from memreranker.errors import (
     AuthenticationError,
+    CircuitOpenError,
     InferenceError,
     InputTooLongError,
     InvalidResponseError,
@@ -29,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
+    "CircuitOpenError",
     "InferenceError",
     "InputTooLongError",
     "InvalidResponseError",

@@ -71,3 +71,11 @@ class ServiceConnectionError(ServiceError):
 
 class InvalidResponseError(ServiceError):
     """The service answered, but the reply cannot be trusted (bad JSON, bad indices...)."""
+
+
+class CircuitOpenError(ServiceError):
+    """The service failed too often in a row: the call was refused without contacting it.
+
+    Raised while a hosted backend's circuit breaker is open (or half-open with its probe call
+    in flight); ``status`` and ``code`` are ``None``. See ``circuit_failure_threshold``.
+    """

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import numbers
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -78,6 +79,13 @@ class MemReranker:
         """The backend's label, e.g. ``local:IAAR-Shanghai/MemReranker-4B``."""
         return self._backend.name
 
+    @property
+    def circuit_state(self) -> str | None:
+        """The hosted backend's circuit breaker: ``"closed"``, ``"open"`` or ``"half_open"``
+        (``None`` for a backend without one: local weights)."""
+        circuit = getattr(self._backend, "circuit", None)
+        return None if circuit is None else circuit.state
+
     def __repr__(self) -> str:
         chain = f", fallback={self.fallback!r}" if self.fallback is not None else ""
         return (
@@ -150,9 +158,10 @@ class MemReranker:
         self, query: str, docs: list[str], top_n: int | None, instruction: str | None
     ) -> list[Scored]:
         try:
-            return self._backend.score(
+            scored = self._backend.score(
                 query, docs, instruction=self._instruction(instruction), top_n=top_n
             )
+            return self._checked(scored, len(docs))
         except InputTooLongError:
             raise
         except Exception as exc:
@@ -166,9 +175,10 @@ class MemReranker:
         self, query: str, docs: list[str], top_n: int | None, instruction: str | None
     ) -> list[Scored]:
         try:
-            return await self._backend.ascore(
+            scored = await self._backend.ascore(
                 query, docs, instruction=self._instruction(instruction), top_n=top_n
             )
+            return self._checked(scored, len(docs))
         except InputTooLongError:
             raise
         except Exception as exc:
@@ -180,6 +190,27 @@ class MemReranker:
 
     def _instruction(self, instruction: str | None) -> str | None:
         return instruction if instruction is not None else self.settings.instruction
+
+    def _checked(self, scored: list[Scored], n_docs: int) -> list[Scored]:
+        """The backend's scores, if the ranking can trust them: known indices, each once,
+        scores in [0, 1]. A NaN (weights corrupted, say) is a failure to score, not a rank."""
+        seen: set[int] = set()
+        for index, score in scored:
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_docs:
+                raise InferenceError(f"{self.name}: returned an unknown index {index!r}")
+            if index in seen:
+                raise InferenceError(f"{self.name}: scored document {index} twice")
+            seen.add(index)
+            if (
+                isinstance(score, bool)
+                or not isinstance(score, numbers.Real)
+                or not 0.0 <= score <= 1.0  # False for NaN too
+            ):
+                raise InferenceError(
+                    f"{self.name}: score {score!r} of document {index} is not a "
+                    "probability in [0, 1]"
+                )
+        return scored
 
     def _typed(self, exc: Exception) -> MemRerankerError:
         if isinstance(exc, MemRerankerError):

@@ -128,6 +128,18 @@ class RerankerSettings(BaseModel):
     max_concurrency: int = Field(
         default=4, ge=1, description="Requests in flight at once per async call (batches)."
     )
+    circuit_failure_threshold: int = Field(
+        default=5,
+        ge=0,
+        description="Circuit breaker: after this many consecutive failed calls the hosted "
+        "backend fails fast (CircuitOpenError, so the fallback applies at once) for "
+        "circuit_cooldown seconds, then lets one probe call through. 0 disables it.",
+    )
+    circuit_cooldown: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds an open circuit fails fast before letting a probe call through.",
+    )
 
     def resolved_model(self) -> str | None:
         """The model name after applying the backend's default."""

@@ -6,6 +6,7 @@ checks, sorting, ``top_n``, ``score_threshold`` and the fallback all live in the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from llama_index.core.bridge.pydantic import Field
@@ -90,6 +91,7 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         return len(nodes) if self.top_n is None else self.top_n
 
     def _start(self, nodes: list[NodeWithScore], query_bundle: QueryBundle | None) -> str:
+        _check_nodes(nodes)
         if query_bundle is None:
             raise ValueError("MemRerank needs the query: pass query_bundle (or query_str)")
         dispatcher.event(
@@ -129,6 +131,15 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
             metadata[FALLBACK_KEY] = True
         node = original.node.model_copy(update={"metadata": metadata})
         return NodeWithScore(node=node, score=result.score)
+
+
+def _check_nodes(nodes: Any) -> None:
+    """A caller mistake named plainly (before the events' own validation gets to it)."""
+    if isinstance(nodes, (str, bytes)) or not isinstance(nodes, Sequence):
+        raise TypeError(f"nodes must be a list of NodeWithScore, got {type(nodes).__name__}")
+    for i, node in enumerate(nodes):
+        if not isinstance(node, NodeWithScore):
+            raise TypeError(f"nodes[{i}] must be a NodeWithScore, got {type(node).__name__}")
 
 
 def _texts(nodes: list[NodeWithScore]) -> list[str]:

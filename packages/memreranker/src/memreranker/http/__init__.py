@@ -10,6 +10,8 @@ Layout (httpx-style: the protocol knows nothing of sockets, the transports nothi
 * :mod:`~memreranker.http.batching`: token estimates, truncation, splitting and merging.
 * :mod:`~memreranker.http.sync_transport` (``requests``) and
   :mod:`~memreranker.http.async_transport` (``httpx``, one client per event loop).
+* :mod:`~memreranker.http.circuit`: the circuit breaker that fails calls fast while the
+  service keeps failing.
 * :mod:`~memreranker.http.backend`: :class:`HTTPBackend`, which puts them together.
 
 Importing this package imports ``requests`` and ``httpx`` (never torch).

@@ -5,7 +5,8 @@ defaults. Per call it fits the input into the service's limits, splits long list
 requests, runs each request through the shared retry loop (sync: one after the other over a
 ``requests`` pool; async: concurrently, at most ``max_concurrency`` at a time, over the
 running loop's ``httpx`` pool), and merges the scores back onto the caller's indices (the facade
-sorts and cuts, as for every backend).
+sorts and cuts, as for every backend). Each call goes through the backend's circuit breaker
+(:mod:`~memreranker.http.circuit`): after repeated failures it fails fast for a cool-down.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Sequence
 from memreranker.http import batching, protocol
 from memreranker.http.async_transport import AsyncTransport
 from memreranker.http.async_transport import run as run_async
+from memreranker.http.circuit import CircuitBreaker
 from memreranker.http.protocol import Dialect, Endpoint
 from memreranker.http.retry import RetryPolicy, exchange
 from memreranker.http.sync_transport import SyncTransport
@@ -109,10 +111,20 @@ class HTTPBackend:
         self._sync = SyncTransport(pool_size=pool_size, secret=self._endpoint.api_key)
         self._async = AsyncTransport(pool_size=pool_size, secret=self._endpoint.api_key)
         self._warned_instruction = False
+        self._circuit = CircuitBreaker(
+            name=f"{self.name} {protocol.redact_url(self._endpoint.url)}",
+            failure_threshold=settings.circuit_failure_threshold,
+            cooldown=settings.circuit_cooldown,
+        )
 
     @property
     def name(self) -> str:
         return f"{self._endpoint.dialect}:{self._endpoint.model or 'default'}"
+
+    @property
+    def circuit(self) -> CircuitBreaker:
+        """The circuit breaker (``circuit.state``: "closed", "open" or "half_open")."""
+        return self._circuit
 
     @property
     def endpoint_url(self) -> str:
@@ -137,6 +149,11 @@ class HTTPBackend:
         if top_n == 0:
             return []
         query, docs, batches = self._plan(query, documents, instruction)
+        return self._circuit.call(lambda: self._score(query, docs, batches, top_n))
+
+    def _score(
+        self, query: str, docs: list[str], batches: list[range], top_n: int | None
+    ) -> list[Scored]:
         parts = []
         for batch in batches:
             request = protocol.build_request(
@@ -158,6 +175,11 @@ class HTTPBackend:
         if top_n == 0:
             return []
         query, docs, batches = self._plan(query, documents, instruction)
+        return await self._circuit.acall(lambda: self._ascore(query, docs, batches, top_n))
+
+    async def _ascore(
+        self, query: str, docs: list[str], batches: list[range], top_n: int | None
+    ) -> list[Scored]:
         transport = self._async
 
         async def one(batch: range) -> tuple[range, list[Scored]]:

@@ -138,10 +138,12 @@ def exchange(
     where = f"{endpoint.dialect} {redact_url(endpoint.url)}"
     attempt = 0
     error: ServiceError | None = None
+    # Giving up is logged at info: the error propagates, and MemReranker logs the one
+    # warning of the failed call (or raises it).
     while True:
         remaining = deadline_at - clock()
         if error is not None and remaining < _MIN_ATTEMPT:
-            logger.warning("%s: giving up, the deadline has passed: %s", where, error)
+            logger.info("%s: giving up, the deadline has passed: %s", where, error)
             raise error
         outcome = yield Send(request, max(min(policy.timeout, remaining), _MIN_ATTEMPT))
         retry_after: float | None = None
@@ -158,12 +160,12 @@ def exchange(
         if not policy.is_retryable(error):
             raise error
         if attempt >= policy.max_retries:
-            logger.warning("%s: giving up after %d attempts: %s", where, attempt + 1, error)
+            logger.info("%s: giving up after %d attempts: %s", where, attempt + 1, error)
             raise error
         delay = retry_after if retry_after is not None else policy.backoff_delay(attempt, rng)
         remaining = deadline_at - clock()
         if delay + _MIN_ATTEMPT > remaining:
-            logger.warning(
+            logger.info(
                 "%s: giving up, a %.2fs wait does not fit in the %.2fs left of the deadline: %s",
                 where,
                 delay,

@@ -1,0 +1,348 @@
+"""Every fault a rerank service or a local model can throw at a call, on every surface (core,
+LangChain, LlamaIndex), sync and async.
+
+With ``on_error="fallback"`` (the default) each input comes back exactly once, in input order,
+score 0.0, flagged (``is_fallback`` / ``metadata["rerank_fallback"]``), with exactly one
+warning on the ``memreranker`` logger. With ``on_error="raise"`` the typed error propagates,
+carrying the service's status, code and message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability_kit import (
+    FAST,
+    MODES,
+    SURFACES,
+    Surface,
+    assert_fallback,
+    memreranker_warnings,
+)
+from servers import (
+    Behaviour,
+    Close,
+    Drop,
+    Hang,
+    Reply,
+    RerankServer,
+    Score,
+    duplicate_index,
+    index_out_of_range,
+    malformed_json,
+    memos_error,
+    missing_results,
+    nan_score,
+    retry_after,
+    set_score,
+    vllm_error,
+    wrong_envelope,
+)
+
+from memreranker import (
+    AuthenticationError,
+    InferenceError,
+    InvalidResponseError,
+    MemReranker,
+    MemRerankerError,
+    ModelLoadError,
+    RateLimitError,
+    RerankTimeoutError,
+    ServiceConnectionError,
+    ServiceError,
+)
+
+pytestmark = pytest.mark.timeout(30)
+
+QUERY = "What does the user drink in the morning?"
+DOCS = [
+    "The user drinks green tea every morning.",
+    "The user's sister Anna lives in Berlin.",
+    "Coffee after lunch, never tea.",
+    "Flight to Berlin booked for 2026-05-14.",
+]
+KEY = "sk-faults-0123456789"
+
+
+@dataclass(frozen=True)
+class Fault:
+    behaviour: Behaviour
+    error: type[MemRerankerError]
+    status: int | None
+    code: int | str | None = None
+    message: str | None = None
+    requests: int = 1
+    """Requests the server sees with ``max_retries=1``: 2 when the fault is retried."""
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+HTTP_FAULTS: dict[str, Fault] = {
+    "http 500": Fault(vllm_error(500, "internal"), ServiceError, 500, 500, "internal", 2),
+    "http 502 text": Fault(Reply(502, "Bad Gateway"), ServiceError, 502, None, "Bad Gateway", 2),
+    "http 503": Fault(vllm_error(503, "overloaded"), ServiceError, 503, 503, "overloaded", 2),
+    "http 504": Fault(
+        Reply(504, {"detail": "upstream timed out"}),
+        ServiceError,
+        504,
+        None,
+        "upstream timed out",
+        2,
+    ),
+    "429 no retry-after": Fault(
+        Reply(429, {"error": {"message": "slow down"}}), RateLimitError, 429, None, "slow down", 2
+    ),
+    # A Retry-After longer than the call's deadline: give up at once instead of sleeping.
+    "429 retry-after": Fault(retry_after(30), RateLimitError, 429, 429, "slow down", 1),
+    "hang past timeout": Fault(
+        Hang(10), RerankTimeoutError, None, requests=2, options=(("timeout", 0.2),)
+    ),
+    "reset mid-reply": Fault(Drop(), ServiceConnectionError, None, requests=2),
+    "closed without reply": Fault(Close(), ServiceConnectionError, None, requests=2),
+    "malformed json": Fault(malformed_json(), InvalidResponseError, 200),
+    "wrong envelope": Fault(wrong_envelope(), InvalidResponseError, 200),
+    "code 40132": Fault(
+        memos_error(40132, "API key invalid"), AuthenticationError, 200, 40132, "API key invalid"
+    ),
+    "code 40300": Fault(
+        memos_error(40300, "rate limit exceeded"),
+        RateLimitError,
+        200,
+        40300,
+        "rate limit exceeded",
+        2,
+    ),
+    "code 50000": Fault(
+        memos_error(50000, "internal error"), ServiceError, 200, 50000, "internal error", 2
+    ),
+    "missing results": Fault(missing_results(), InvalidResponseError, 200),
+    "index out of range": Fault(index_out_of_range(), InvalidResponseError, 200),
+    "duplicate index": Fault(duplicate_index(), InvalidResponseError, 200),
+    "nan score": Fault(nan_score(), InvalidResponseError, 200),
+    "score above 1": Fault(set_score(1.5), InvalidResponseError, 200),
+    "negative score": Fault(set_score(-0.25), InvalidResponseError, 200),
+}
+
+
+def hosted(server: RerankServer, fault: Fault, **options: Any) -> dict[str, Any]:
+    return {
+        "backend": "memos",
+        "api_key": KEY,
+        "base_url": server.memos_base_url,
+        **FAST,
+        **dict(fault.options),
+        **options,
+    }
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("surface", SURFACES)
+@pytest.mark.parametrize("name", sorted(HTTP_FAULTS))
+def test_http_fault_falls_back(
+    rerank_server: RerankServer,
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    surface: str,
+    mode: str,
+) -> None:
+    fault = HTTP_FAULTS[name]
+    rerank_server.default = fault.behaviour
+    s = Surface(surface, **hosted(rerank_server, fault))
+    caplog.set_level(logging.WARNING, logger="memreranker")
+    caplog.clear()
+    outs = s.run(mode, QUERY, DOCS)
+    assert_fallback(outs, DOCS)
+    warnings = memreranker_warnings(caplog)
+    assert len(warnings) == 1, [w.getMessage() for w in warnings]
+    assert "falling back to original order" in warnings[0].getMessage()
+    assert fault.error.__name__ in warnings[0].getMessage()
+    assert len(rerank_server.requests) == fault.requests
+    s.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("surface", SURFACES)
+@pytest.mark.parametrize("name", sorted(HTTP_FAULTS))
+def test_http_fault_raises_typed_error(
+    rerank_server: RerankServer, name: str, surface: str, mode: str
+) -> None:
+    fault = HTTP_FAULTS[name]
+    rerank_server.default = fault.behaviour
+    s = Surface(surface, **hosted(rerank_server, fault, on_error="raise"))
+    with pytest.raises(fault.error) as info:
+        s.run(mode, QUERY, DOCS)
+    error = info.value
+    assert type(error) is fault.error
+    assert error.status == fault.status
+    assert error.code == fault.code
+    if fault.message is not None:
+        assert error.message == fault.message
+        assert fault.message in str(error)
+    if fault.status is not None:
+        assert f"HTTP {fault.status}" in str(error)
+    assert len(rerank_server.requests) == fault.requests  # retried only when retryable
+    s.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("surface", SURFACES)
+def test_connection_refused(
+    refused_url: str, caplog: pytest.LogCaptureFixture, surface: str, mode: str
+) -> None:
+    settings = {"backend": "vllm", "base_url": refused_url, **FAST}
+    s = Surface(surface, **settings)
+    caplog.set_level(logging.WARNING, logger="memreranker")
+    caplog.clear()
+    assert_fallback(s.run(mode, QUERY, DOCS), DOCS)
+    assert len(memreranker_warnings(caplog)) == 1
+    strict = Surface(surface, **settings, on_error="raise")
+    with pytest.raises(ServiceConnectionError) as info:
+        strict.run(mode, QUERY, DOCS)
+    assert info.value.status is None
+    assert refused_url.split("//")[1] in str(info.value)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("surface", SURFACES)
+def test_one_bad_batch_fails_the_whole_call(
+    rerank_server: RerankServer, caplog: pytest.LogCaptureFixture, surface: str, mode: str
+) -> None:
+    # Two requests of two documents; one reply is invalid: no partial ranking, a fallback.
+    rerank_server.script(Score(), index_out_of_range())
+    s = Surface(
+        surface,
+        backend="vllm",
+        base_url=rerank_server.url,
+        max_documents_per_request=2,
+        **FAST,
+    )
+    caplog.set_level(logging.WARNING, logger="memreranker")
+    caplog.clear()
+    assert_fallback(s.run(mode, QUERY, DOCS), DOCS)
+    assert len(memreranker_warnings(caplog)) == 1
+    assert len(rerank_server.requests) == 2
+
+
+# --- Local weights ------------------------------------------------------------------------
+
+LOCAL_FAULTS: dict[str, tuple[type[MemRerankerError], str]] = {
+    "missing directory": (ModelLoadError, "does not exist"),
+    "meta device": (InferenceError, "meta"),  # loads, but the forward pass cannot compute
+    "nan checkpoint": (InferenceError, "not a probability"),  # runs, every score NaN
+}
+
+
+def local_settings(name: str, tiny_model: Path, nan_model: Path, tmp_path: Path) -> dict[str, Any]:
+    if name == "missing directory":
+        return {"model": str(tmp_path / "no-such-model")}
+    if name == "meta device":
+        return {"model": str(tiny_model), "device": "meta"}
+    return {"model": str(nan_model)}
+
+
+@pytest.fixture(scope="module")
+def local_cores(
+    tiny_model: Path, nan_model: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, tuple[MemReranker, MemReranker]]:
+    """Per fault, a lenient and a strict ``MemReranker`` sharing one backend, so that each
+    faulty checkpoint loads once for the module (loading the tokenizer takes seconds)."""
+    tmp_path = tmp_path_factory.mktemp("local-faults")
+    cores = {}
+    for name in LOCAL_FAULTS:
+        settings = local_settings(name, tiny_model, nan_model, tmp_path)
+        lenient = MemReranker(**settings)
+        strict = MemReranker(**settings, on_error="raise")
+        strict._backend = lenient._backend  # the seam for backends: same weights, same fault
+        # Load now: loading may log its own warnings (the engine choice), which belong to the
+        # load, not to the failed calls whose one warning each test counts.
+        with contextlib.suppress(ModelLoadError):
+            lenient.load()
+        cores[name] = (lenient, strict)
+    return cores
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("surface", SURFACES)
+@pytest.mark.parametrize("name", sorted(LOCAL_FAULTS))
+def test_local_fault_falls_back(
+    local_cores: dict[str, tuple[MemReranker, MemReranker]],
+    caplog: pytest.LogCaptureFixture,
+    name: str,
+    surface: str,
+    mode: str,
+) -> None:
+    s = Surface(surface, reranker=local_cores[name][0])
+    caplog.set_level(logging.WARNING, logger="memreranker")
+    caplog.clear()
+    assert_fallback(s.run(mode, QUERY, DOCS), DOCS)
+    warnings = memreranker_warnings(caplog)
+    assert len(warnings) == 1, [w.getMessage() for w in warnings]
+    assert LOCAL_FAULTS[name][0].__name__ in warnings[0].getMessage()
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("surface", SURFACES)
+@pytest.mark.parametrize("name", sorted(LOCAL_FAULTS))
+def test_local_fault_raises_typed_error(
+    local_cores: dict[str, tuple[MemReranker, MemReranker]], name: str, surface: str, mode: str
+) -> None:
+    kind, message = LOCAL_FAULTS[name]
+    s = Surface(surface, reranker=local_cores[name][1])
+    with pytest.raises(kind, match=message) as info:
+        s.run(mode, QUERY, DOCS)
+    assert type(info.value) is kind
+
+
+class _Scripted:
+    """A backend returning fixed ``(index, score)`` pairs, whatever it is asked."""
+
+    name = "scripted"
+
+    def __init__(self, scored: list[tuple[Any, Any]]) -> None:
+        self.scored = scored
+
+    def score(self, query: str, documents: Any, **kwargs: Any) -> list[tuple[Any, Any]]:
+        return list(self.scored)
+
+    async def ascore(self, query: str, documents: Any, **kwargs: Any) -> list[tuple[Any, Any]]:
+        return list(self.scored)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "scored",
+    [
+        [(0, float("nan")), (1, 0.5)],
+        [(0, 1.5), (1, 0.5)],
+        [(0, -0.1), (1, 0.5)],
+        [(0, True), (1, 0.5)],
+        [(0, "0.5"), (1, 0.5)],
+        [(0, 0.5), (0, 0.4)],
+        [(0, 0.5), (4, 0.4)],
+        [(-1, 0.5), (1, 0.4)],
+        [(True, 0.5), (1, 0.4)],
+    ],
+    ids=["nan", "above 1", "negative", "bool", "str", "duplicate", "out of range", "-1", "bool i"],
+)
+def test_facade_refuses_untrustworthy_backend_scores(
+    caplog: pytest.LogCaptureFixture, scored: list[tuple[Any, Any]], mode: str
+) -> None:
+    # Whatever the backend (a future one, a custom one), the ranking never carries a score
+    # outside [0, 1] or an index that is not one of the caller's, once.
+    rr = MemReranker(model="never-loaded")
+    rr._backend = _Scripted(scored)  # type: ignore[assignment]
+    caplog.set_level(logging.WARNING, logger="memreranker")
+    docs = DOCS[:2]
+    assert_fallback(Surface("core", reranker=rr).run(mode, QUERY, docs), docs)
+    assert len(memreranker_warnings(caplog)) == 1
+    strict = MemReranker(model="never-loaded", on_error="raise")
+    strict._backend = _Scripted(scored)  # type: ignore[assignment]
+    with pytest.raises(InferenceError, match="scripted"):
+        Surface("core", reranker=strict).run(mode, QUERY, docs)
