@@ -12,7 +12,7 @@ from typing import Any
 
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
-from servers import RecordedRequest, Score
+from servers import Score
 
 from langchain_memreranker import MemRerank
 
@@ -79,19 +79,3 @@ def scores_by_index(scores: Sequence[float]) -> Score:
         return body
 
     return Score(mutate=mutate)
-
-
-def user_agents(requests: Sequence[RecordedRequest]) -> list[str]:
-    """The HTTP client library of each request: ``"requests"`` (the core's sync transport)
-    or ``"httpx"`` (its async one), from the ``User-Agent`` header."""
-    return [r.headers["user-agent"].split("/", 1)[0].removeprefix("python-") for r in requests]
-
-
-def client_ports(requests: Sequence[RecordedRequest]) -> list[int]:
-    """The client port of each request: one port for several requests is one kept-alive
-    connection of one connection pool."""
-    ports = []
-    for request in requests:
-        assert request.client_address is not None, "the server did not record the client"
-        ports.append(request.client_address[1])
-    return ports

@@ -11,10 +11,10 @@ import logging
 
 import pytest
 from langchain_core.documents import BaseDocumentCompressor, Document
-from lc_testkit import Hosted, client_ports, memory_documents, scores_by_index, user_agents
+from lc_testkit import Hosted, memory_documents, scores_by_index
 from pydantic import ValidationError
 from servers import RerankServer, malformed_json, vllm_error
-from servers.clients import FAST
+from servers.clients import FAST, client_ports, user_agents
 
 from langchain_memreranker import FALLBACK_KEY, RELEVANCE_SCORE_KEY, MemRerank
 from memreranker import MemReranker, MemRerankerError, RerankerSettings

@@ -12,8 +12,9 @@ from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_core.documents import Document
 from langchain_core.load import dumps
 from langchain_core.vectorstores import InMemoryVectorStore
-from lc_testkit import memory_documents, user_agents
+from lc_testkit import memory_documents
 from servers import Reply, RerankServer, Score, deterministic_score
+from servers.clients import user_agents
 
 from langchain_memreranker import FALLBACK_KEY, RELEVANCE_SCORE_KEY, MemRerank
 

@@ -6,13 +6,12 @@ import logging
 from collections.abc import Iterator
 
 import pytest
-from li_testkit import user_agents
 from llama_index.core import VectorStoreIndex
 from llama_index.core.llms import MockLLM
 from llama_index.core.query_engine import RetrieverQueryEngine
 from llama_index.core.schema import MetadataMode, NodeWithScore
 from servers import RerankServer, Score, deterministic_score, running_server
-from servers.clients import FAST
+from servers.clients import FAST, user_agents
 
 from llama_index.postprocessor.memreranker import MemRerank
 

@@ -14,14 +14,14 @@ import pickle
 from pathlib import Path
 
 import pytest
-from li_testkit import SERVED_MODEL, HostedCore, client_ports, user_agents
+from li_testkit import SERVED_MODEL, HostedCore
 from llama_index.core.callbacks import CallbackManager, CBEventType, EventPayload, LlamaDebugHandler
 from llama_index.core.instrumentation.events.rerank import ReRankEndEvent, ReRankStartEvent
 from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 from pydantic import ValidationError
 from servers import RerankServer, Score, deterministic_score, malformed_json, vllm_error
-from servers.clients import FAST
+from servers.clients import FAST, client_ports, user_agents
 
 from llama_index.postprocessor.memreranker import MemRerank
 from memreranker import MemReranker, MemRerankerError, RerankerSettings

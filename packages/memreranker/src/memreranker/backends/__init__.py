@@ -12,6 +12,15 @@ __all__ = ["Backend", "create_backend"]
 
 
 def create_backend(settings: RerankerSettings) -> Backend:
+    backend = _create(settings)
+    if settings.score_cache_size:
+        from memreranker.score_cache import CachedBackend, ScoreCache
+
+        return CachedBackend(backend, ScoreCache(settings.score_cache_size))
+    return backend
+
+
+def _create(settings: RerankerSettings) -> Backend:
     if settings.backend == "local":
         from memreranker.local.backend import LocalBackend
 

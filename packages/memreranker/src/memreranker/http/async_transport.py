@@ -33,6 +33,10 @@ class _LoopClient:
     loop: weakref.ReferenceType[asyncio.AbstractEventLoop]
     client: httpx.AsyncClient
     closer: AsyncGenerator[None, None]
+    gate: asyncio.Semaphore
+    """At most ``pool_size`` requests inside the client: requests queued inside httpcore's
+    pool make it rescan every connection on every state change (quadratic CPU), while
+    queued here they wait for free."""
 
 
 async def _close_at_loop_shutdown(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
@@ -71,13 +75,13 @@ class AsyncTransport:
         self._lock = threading.Lock()
         self._pending: set[object] = set()
 
-    async def _get_client(self) -> httpx.AsyncClient:
+    async def _get_client(self) -> _LoopClient:
         loop = asyncio.get_running_loop()
         with self._lock:
             self._prune()
             entry = self._clients.get(id(loop))
             if entry is not None and entry.loop() is loop:
-                return entry.client
+                return entry
             client = httpx.AsyncClient(
                 limits=httpx.Limits(
                     max_connections=self._pool_size, max_keepalive_connections=self._pool_size
@@ -86,9 +90,12 @@ class AsyncTransport:
                 verify=_ssl_context(),
             )
             closer = _close_at_loop_shutdown(client)
-            self._clients[id(loop)] = _LoopClient(weakref.ref(loop), client, closer)
+            entry = _LoopClient(
+                weakref.ref(loop), client, closer, asyncio.Semaphore(self._pool_size)
+            )
+            self._clients[id(loop)] = entry
         await closer.__anext__()  # registers the generator with this loop's shutdown
-        return client
+        return entry
 
     def _prune(self) -> None:
         """Drop clients whose loop is closed or gone (caller holds the lock)."""
@@ -100,17 +107,19 @@ class AsyncTransport:
 
     async def send(self, request: HTTPRequest, timeout: float) -> HTTPReply:
         """POST ``request``; a connection failure or timeout becomes a typed error."""
-        client = await self._get_client()
-        try:
-            response = await asyncio.wait_for(
-                client.post(
+        entry = await self._get_client()
+
+        async def post() -> httpx.Response:
+            async with entry.gate:  # waiting for a connection counts towards the timeout
+                return await entry.client.post(
                     request.url,
                     content=request.content,
                     headers=dict(request.headers),
                     timeout=httpx.Timeout(timeout),
-                ),
-                timeout,
-            )
+                )
+
+        try:
+            response = await asyncio.wait_for(post(), timeout)
         except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
             raise RerankTimeoutError(
                 f"no reply from {redact_url(request.url)} within {timeout:.3g}s "

@@ -107,7 +107,11 @@ class HTTPBackend:
         self._policy = RetryPolicy.from_settings(settings)
         self._limits = batching.Limits.from_settings(settings)
         self._max_concurrency = settings.max_concurrency
-        pool_size = max(10, settings.max_concurrency)
+        # Shared by every call of this instance: concurrent arerank calls (64 at once, say)
+        # each take a connection. httpcore's pool bookkeeping costs CPU in (requests in
+        # flight x connections), so far more connections cost more than they save
+        # (benchmarks/http.py).
+        pool_size = max(24, settings.max_concurrency)
         self._sync = SyncTransport(pool_size=pool_size, secret=self._endpoint.api_key)
         self._async = AsyncTransport(pool_size=pool_size, secret=self._endpoint.api_key)
         self._warned_instruction = False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -13,6 +14,9 @@ from memreranker.settings import RerankerSettings
 
 if TYPE_CHECKING:
     from memreranker.local.engines import ScoringEngine
+    from memreranker.local.loading import LoadedModel
+
+logger = logging.getLogger("memreranker")
 
 
 class LocalBackend:
@@ -45,13 +49,10 @@ class LocalBackend:
                 s = self._settings
                 try:
                     # torch is imported here, on first use, not when the backend is built.
-                    from memreranker.local.engines import PaddedBatchEngine
                     from memreranker.local.loading import load_model
 
                     loaded = load_model(self.model_name, device=s.device, dtype=s.dtype)
-                    self._engine = PaddedBatchEngine(
-                        loaded, batch_size=s.batch_size, max_length=s.max_length
-                    )
+                    self._engine = _make_engine(loaded, s)
                 except MemRerankerError:
                     raise
                 except ImportError as exc:
@@ -94,3 +95,35 @@ class LocalBackend:
     def close(self) -> None:
         with self._load_lock:
             self._engine = None
+
+
+def _make_engine(loaded: LoadedModel, settings: RerankerSettings) -> ScoringEngine:
+    """The engine named by ``settings.engine`` ("prefix" needs plain causal attention)."""
+    from memreranker.local.engines import PaddedBatchEngine
+    from memreranker.local.prefix_engine import (
+        PrefixCacheEngine,
+        PrefixEngineMismatch,
+        supports_prefix_cache,
+    )
+
+    if settings.engine == "prefix":
+        if not supports_prefix_cache(loaded):
+            logger.warning(
+                "%s has sliding-window attention layers: using the batched engine", loaded.name
+            )
+        else:
+            engine = PrefixCacheEngine(
+                loaded, batch_size=settings.batch_size, max_length=settings.max_length
+            )
+            try:
+                engine.self_check()
+            except PrefixEngineMismatch as exc:
+                logger.warning("%s; using the batched engine", exc)
+            except Exception as exc:
+                # The model cannot compute at all: any engine fails, and the failure surfaces
+                # (as one fallback warning, or an InferenceError) when scoring.
+                logger.debug("%s: prefix engine self-check could not run: %s", loaded.name, exc)
+                return engine
+            else:
+                return engine
+    return PaddedBatchEngine(loaded, batch_size=settings.batch_size, max_length=settings.max_length)

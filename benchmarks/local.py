@@ -1,0 +1,584 @@
+#!/usr/bin/env python
+"""Local scoring: this project vs ``CrossEncoder.predict`` vs the model card's transformers code.
+
+All methods score the same pairs with the same random Qwen3 model (``build_test_model``: the
+real Qwen3 tokenizer, Qwen3-0.6B's width by default, fewer layers). Two workloads:
+
+* memory: 1 query of ~16 tokens, 64 memories of 8 to 48 tokens (an agent's recall);
+* rag: 1 query, 32 chunks of ~256 tokens.
+
+Methods:
+
+* ``prefix``: ``MemReranker(engine="prefix")``, the default (shared prefix run once);
+* ``batched``: ``MemReranker(engine="batched")``, the model card's recipe, batched;
+* ``crossencoder``: ``sentence_transformers.CrossEncoder.predict`` (native ``LogitScore``
+  loading, ``activation_fn=Sigmoid``, its default batch size 32), given the reranker prompt
+  as a chat template and the instruction as its default prompt, like the published checkpoint;
+* ``recipe``: the model card's transformers code as written (full-vocabulary logits), run
+  under ``torch.inference_mode`` in chunks of ``--batch-size`` pairs.
+
+Usage::
+
+    python benchmarks/local.py                                  # CPU, float32, 4 layers
+    python benchmarks/local.py --device cuda --dtype bfloat16 --hidden 2560 --layers 4
+
+Timing: all methods load in one process and their calls are interleaved round-robin (the
+order rotating each round) after one warm-up call each, so that a change in machine load hits
+every method alike; the table shows the median per call.
+
+Memory: a fresh process per method (warm-up call, then one call): peak RSS (``VmHWM``, reset
+after loading) on CPU, ``torch.cuda.max_memory_allocated`` on CUDA; "delta" is that peak minus
+the memory after loading. On CPU the weights are memory-mapped, so RSS counts only the weight
+pages a method touches. Token counts are the tokens fed to the transformer per call, padding
+included.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this folder comes first on sys.path, and benchmarks/http.py would shadow the
+# standard library's ``http`` package (imported by requests, httpx, huggingface_hub).
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+import argparse  # noqa: E402
+import inspect  # noqa: E402
+import json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from typing import Any  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+METHODS = ("prefix", "batched", "crossencoder", "recipe")
+WORKLOADS = ("memory", "rag")
+HEAD_DIM = 128
+INTERMEDIATE = {1024: 3072, 2560: 9728}  # Qwen3-0.6B, Qwen3-4B
+HEADS = {1024: 16, 2560: 32}
+
+QUERY = "What did the user tell me about their sister's trip to Berlin next month?"
+WORDS = (
+    "user sister Anna Berlin flight booked May June trip hotel near park said likes tea "
+    "coffee baijiu dinner friday meeting Bob moved office Hangzhou backend developer dog "
+    "Biscuit walk twice day birthday passport expires window seat allergic peanuts train "
+    "museum weekend rain cancelled rescheduled visit parents Shanghai gift book concert "
+    "remember prefers spicy noodles late evening call mother plans holiday budget cheap"
+).split()
+
+
+# Workloads ------------------------------------------------------------------------------
+
+
+def _sentence(rng: random.Random, tokenizer: Any, target: int) -> str:
+    words: list[str] = []
+    while True:
+        words.append(rng.choice(WORDS))
+        text = " ".join(words).capitalize() + "."
+        if len(tokenizer.encode(text, add_special_tokens=False)) >= target:
+            return text
+
+
+def make_workloads(tokenizer: Any) -> dict[str, dict[str, Any]]:
+    rng = random.Random(1234)
+    memories = [_sentence(rng, tokenizer, rng.randint(8, 48)) for _ in range(64)]
+    chunks = [_sentence(rng, tokenizer, 256) for _ in range(32)]
+    assert len(set(memories)) == 64 and len(set(chunks)) == 32
+    return {
+        "memory": {"query": QUERY, "documents": memories},
+        "rag": {"query": QUERY, "documents": chunks},
+    }
+
+
+# The model ------------------------------------------------------------------------------
+
+
+def build_model(path: Path, *, hidden: int, layers: int, heads: int, kv_heads: int) -> Path:
+    """``build_test_model`` with Qwen3's head_dim of 128 (hidden / heads may differ)."""
+    from memreranker.testing import build_test_model
+
+    kwargs: dict[str, Any] = dict(
+        hidden_size=hidden,
+        num_layers=layers,
+        num_heads=heads,
+        num_kv_heads=kv_heads,
+        intermediate_size=INTERMEDIATE.get(hidden, 3 * hidden),
+    )
+    if "head_dim" in inspect.signature(build_test_model).parameters:
+        return build_test_model(path, head_dim=HEAD_DIM, **kwargs)
+    if hidden // heads == HEAD_DIM:
+        return build_test_model(path, **kwargs)
+    # build_test_model derives head_dim = hidden // heads; Qwen3 decouples them.
+    import transformers
+
+    base = transformers.Qwen3Config
+
+    class Qwen3ConfigWithHeadDim(base):  # type: ignore[misc, valid-type]
+        def __init__(self, **kw: Any) -> None:
+            kw["head_dim"] = HEAD_DIM
+            super().__init__(**kw)
+
+    transformers.Qwen3Config = Qwen3ConfigWithHeadDim
+    try:
+        return build_test_model(path, **kwargs)
+    finally:
+        transformers.Qwen3Config = base
+
+
+# Child process: one method, one workload ------------------------------------------------
+
+
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def chat_template() -> str:
+    """The reranker prompt as a chat template for CrossEncoder's query/document roles."""
+    from memreranker.local.prompt import DEFAULT_INSTRUCTION, PREFIX, SUFFIX
+
+    return (
+        "{%- set ns = namespace(instruction=" + json.dumps(DEFAULT_INSTRUCTION) + ", "
+        "query='', document='') -%}"
+        "{%- for m in messages -%}"
+        "{%- if m.content is string -%}{%- set text = m.content -%}"
+        "{%- else -%}{%- set text = m.content | map(attribute='text') | join('') -%}{%- endif -%}"
+        "{%- if m.role == 'system' -%}{%- set ns.instruction = text -%}"
+        "{%- elif m.role == 'query' -%}{%- set ns.query = text -%}"
+        "{%- elif m.role == 'document' -%}{%- set ns.document = text -%}{%- endif -%}"
+        "{%- endfor -%}"
+        "{{ " + json.dumps(PREFIX) + " + '<Instruct>: ' + ns.instruction + '\\n<Query>: ' + "
+        "ns.query + '\\n<Document>: ' + ns.document + " + json.dumps(SUFFIX) + " }}"
+    )
+
+
+def _make_runner(method: str, model_dir: str, device: str, dtype: str, batch_size: int) -> Any:
+    import torch
+
+    torch_dtype = getattr(torch, dtype)
+    if method in ("prefix", "batched"):
+        from memreranker import MemReranker
+
+        reranker = MemReranker(
+            model=model_dir,
+            engine=method,
+            device=device,
+            dtype=dtype,
+            batch_size=batch_size,
+            on_error="raise",
+        )
+        reranker.load()
+        decoder = reranker._backend.load().loaded.decoder  # type: ignore[attr-defined]
+
+        def run(query: str, docs: list[str]) -> list[float]:
+            by_index = {r.index: r.score for r in reranker.rerank(query, docs)}
+            return [by_index[i] for i in range(len(docs))]
+
+        return run, decoder
+
+    if method == "crossencoder":
+        from sentence_transformers import CrossEncoder
+        from sentence_transformers.cross_encoder.modules import LogitScore
+
+        from memreranker.local.prompt import DEFAULT_INSTRUCTION
+
+        ce = CrossEncoder(
+            model_dir,
+            device=device,
+            model_kwargs={"dtype": torch_dtype, "attn_implementation": "sdpa"},
+            processor_kwargs={"chat_template": chat_template()},
+            prompts={"query": DEFAULT_INSTRUCTION},
+            default_prompt_name="query",
+        )
+        modules = list(ce)
+        hf_model = ce.model
+        ok = (
+            len(modules) == 2
+            and isinstance(modules[1], LogitScore)
+            and getattr(modules[0], "transformer_task", None) == "text-generation"
+            and type(hf_model).__name__.endswith("ForCausalLM")
+            and (modules[1].true_token_id, modules[1].false_token_id) == (9693, 2152)
+        )
+        if not ok:
+            names = [type(m).__name__ for m in modules]
+            raise SystemExit(
+                f"CrossEncoder did not load the yes/no LogitScore head (modules {names}, "
+                f"model {type(hf_model).__name__}): it may have attached a random "
+                "classification head; refusing to benchmark it"
+            )
+        sigmoid = torch.nn.Sigmoid()
+
+        def run(query: str, docs: list[str]) -> list[float]:
+            scores = ce.predict([(query, d) for d in docs], activation_fn=sigmoid)
+            return [float(s) for s in scores]
+
+        return run, hf_model.base_model
+
+    if method == "recipe":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from memreranker.local.prompt import DEFAULT_INSTRUCTION, PREFIX, SUFFIX
+
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, padding_side="left")
+        model = AutoModelForCausalLM.from_pretrained(
+            model_dir, dtype=torch_dtype, attn_implementation="sdpa"
+        )
+        model = model.to(device).eval()
+        token_false_id = tokenizer.convert_tokens_to_ids("no")
+        token_true_id = tokenizer.convert_tokens_to_ids("yes")
+        max_length = 8192
+        prefix_tokens = tokenizer.encode(PREFIX, add_special_tokens=False)
+        suffix_tokens = tokenizer.encode(SUFFIX, add_special_tokens=False)
+
+        def format_instruction(instruction: str | None, query: str, doc: str) -> str:
+            if instruction is None:
+                instruction = DEFAULT_INSTRUCTION
+            return f"<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}"
+
+        def process_inputs(pairs: list[str]) -> Any:
+            inputs = tokenizer(
+                pairs,
+                padding=False,
+                truncation="longest_first",
+                return_attention_mask=False,
+                max_length=max_length - len(prefix_tokens) - len(suffix_tokens),
+            )
+            for i, ele in enumerate(inputs["input_ids"]):
+                inputs["input_ids"][i] = prefix_tokens + ele + suffix_tokens
+            inputs = tokenizer.pad(inputs, padding=True, return_tensors="pt", max_length=max_length)
+            for key in inputs:
+                inputs[key] = inputs[key].to(model.device)
+            return inputs
+
+        def compute_logits(inputs: Any) -> list[float]:
+            batch_scores = model(**inputs).logits[:, -1, :]
+            true_vector = batch_scores[:, token_true_id]
+            false_vector = batch_scores[:, token_false_id]
+            batch_scores = torch.stack([false_vector, true_vector], dim=1)
+            batch_scores = torch.nn.functional.log_softmax(batch_scores, dim=1)
+            return batch_scores[:, 1].exp().tolist()
+
+        def run(query: str, docs: list[str]) -> list[float]:
+            pairs = [format_instruction(None, query, d) for d in docs]
+            scores: list[float] = []
+            with torch.inference_mode():
+                for start in range(0, len(pairs), batch_size):
+                    scores += compute_logits(process_inputs(pairs[start : start + batch_size]))
+            return scores
+
+        return run, model.base_model
+
+    raise SystemExit(f"unknown method {method!r}")
+
+
+def _setup_child(spec: dict[str, Any]) -> Any:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
+    return torch
+
+
+def child_memory(spec: dict[str, Any]) -> dict[str, Any]:
+    """One method in a fresh process: peak memory of scoring, tokens fed, scores."""
+    torch = _setup_child(spec)
+    device = spec["device"]
+    cuda = device.startswith("cuda")
+    run, decoder = _make_runner(
+        spec["method"], spec["model_dir"], device, spec["dtype"], spec["batch_size"]
+    )
+    fed = [0]
+
+    def count(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        ids = args[0] if args else kwargs.get("input")
+        fed[0] += int(ids.numel())
+
+    decoder.get_input_embeddings().register_forward_pre_hook(count, with_kwargs=True)
+    query, docs = spec["query"], spec["documents"]
+    rss_loaded = _status_kb("VmRSS") / 1024
+    hwm_reset = _reset_peak_rss()
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        rss_loaded = torch.cuda.memory_allocated() / 2**20
+    run(query, docs)  # warm-up
+    fed[0] = 0
+    scores = run(query, docs)
+    if cuda:
+        torch.cuda.synchronize()
+        peak = torch.cuda.max_memory_allocated() / 2**20
+    else:
+        peak = _status_kb("VmHWM") / 1024 if hwm_reset else float("nan")
+    return {"scores": scores, "fed_tokens": fed[0], "loaded_mb": rss_loaded, "peak_mb": peak}
+
+
+def child_timing(spec: dict[str, Any]) -> dict[str, Any]:
+    """Every method in one process, calls interleaved round-robin (rotating the order), so
+    that a change in machine load hits all methods alike. Progress lines go to stderr."""
+    torch = _setup_child(spec)
+    device = spec["device"]
+    cuda = device.startswith("cuda")
+    methods = spec["methods"]
+    runners = {}
+    for method in methods:
+        runners[method], _ = _make_runner(
+            method, spec["model_dir"], device, spec["dtype"], spec["batch_size"]
+        )
+    query, docs = spec["query"], spec["documents"]
+    for method in methods:
+        runners[method](query, docs)  # warm-up
+        print(f"PROGRESS warm {method}", file=sys.stderr, flush=True)
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    active = list(methods)
+    for round_ in range(spec["repeats"]):
+        shift = round_ % len(active)
+        for method in active[shift:] + active[:shift]:
+            start = time.perf_counter()
+            runners[method](query, docs)
+            if cuda:
+                torch.cuda.synchronize()
+            times[method].append(time.perf_counter() - start)
+        print(f"PROGRESS round {round_}", file=sys.stderr, flush=True)
+        # A very slow method stops after max_seconds (with at least 2 timed calls).
+        active = [m for m in active if len(times[m]) < 2 or sum(times[m]) < spec["max_seconds"]]
+    return {"times": times, "threads": torch.get_num_threads()}
+
+
+# Parent ---------------------------------------------------------------------------------
+
+
+def ideal_tokens(tokenizer: Any, query: str, docs: list[str]) -> tuple[int, int]:
+    """(tokens of the full prompts, tokens of the shared prefix once + every tail)."""
+    from memreranker.local.prefix_engine import common_prefix_length
+    from memreranker.local.prompt import PREFIX, SUFFIX, format_body
+
+    prefix = tokenizer.encode(PREFIX, add_special_tokens=False)
+    suffix = tokenizer.encode(SUFFIX, add_special_tokens=False)
+    bodies = tokenizer(
+        [format_body(None, query, d) for d in docs],
+        truncation="longest_first",
+        max_length=8192 - len(prefix) - len(suffix),
+    )["input_ids"]
+    prompts = [prefix + b + suffix for b in bodies]
+    shared = common_prefix_length(prompts)
+    full = sum(len(p) for p in prompts)
+    return full, full - shared * (len(prompts) - 1)
+
+
+def run_child(spec: dict[str, Any], progress: Any = None) -> dict[str, Any]:
+    """Run ``spec`` in a fresh interpreter; stderr lines starting PROGRESS tick ``progress``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(spec, f)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", f.name],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        )
+        errors: list[str] = []
+        assert proc.stderr is not None and proc.stdout is not None
+        for line in proc.stderr:
+            if line.startswith("PROGRESS"):
+                if progress is not None:
+                    progress.update()
+            else:
+                errors.append(line.rstrip())
+        out = proc.stdout.read()
+        proc.wait()
+    finally:
+        os.unlink(f.name)
+    if proc.returncode != 0:
+        return {"error": (errors or out.strip().splitlines() or ["failed"])[-1:]}
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def fmt(x: float, digits: int = 1) -> str:
+    return "n/a" if x != x else f"{x:,.{digits}f}"
+
+
+def report(
+    workload: str,
+    n_docs: int,
+    results: dict[str, dict[str, Any]],
+    ideal: tuple[int, int],
+    cuda: bool,
+) -> None:
+    ok = {m: r for m, r in results.items() if "error" not in r}
+    ce = ok.get("crossencoder")
+    mem = "peak GPU MB" if cuda else "peak RSS MB"
+    print(f"\n### {workload}: {n_docs} documents per call\n")
+    print(
+        f"| method | pairs/s | median ms/call | calls | {mem} | delta MB | tokens/call "
+        "| pairs/s vs CE | memory vs CE |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    rate: dict[str, float] = {}
+    for method, r in results.items():
+        if "error" in r:
+            print(f"| {method} | error: {' '.join(r['error'])[:80]} | | | | | | | |")
+            continue
+        median = statistics.median(r["times"])
+        rate[method] = n_docs / median
+        delta = r["peak_mb"] - r["loaded_mb"]
+        vs = rate[method] / (n_docs / statistics.median(ce["times"])) if ce else float("nan")
+        mem_vs = r["peak_mb"] / ce["peak_mb"] if ce else float("nan")
+        print(
+            f"| {method} | {fmt(rate[method])} | {fmt(median * 1000)} | {len(r['times'])} "
+            f"| {fmt(r['peak_mb'], 0)} | {fmt(delta, 0)} | {fmt(r['fed_tokens'], 0)} "
+            f"| {fmt(vs, 2)}x | {fmt(mem_vs, 2)}x |"
+        )
+    full, once = ideal
+    ceiling = full / once
+    print(
+        f"\nTokens per call: full prompts {full:,}, shared prefix once {once:,}; "
+        f"ceiling {ceiling:.2f}x."
+    )
+    if "prefix" in rate:
+        for base in ("crossencoder", "batched"):
+            if base in rate:
+                speedup = rate["prefix"] / rate[base]
+                print(
+                    f"prefix vs {base}: {speedup:.2f}x = {100 * speedup / ceiling:.0f}% of the "
+                    "token ceiling."
+                )
+    names = [m for m in ("prefix", "batched", "crossencoder", "recipe") if m in ok]
+    diffs = []
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            d = max(abs(x - y) for x, y in zip(ok[a]["scores"], ok[b]["scores"], strict=True))
+            diffs.append(f"{a}/{b} {d:.1e}")
+    if diffs:
+        print("Max |score difference|: " + ", ".join(diffs) + ".")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default=None, help="float32 (CPU default) or bfloat16 (CUDA)")
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=1024, help="1024: 0.6B width, 2560: 4B")
+    parser.add_argument("--heads", type=int, default=None, help="16 for 1024, 32 for 2560")
+    parser.add_argument("--kv-heads", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=5, help="timed rounds (1 call/method)")
+    parser.add_argument(
+        "--max-seconds", type=float, default=300, help="stop timing a method after this long"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
+    parser.add_argument("--batch-size", type=int, default=16, help="MemReranker and recipe")
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--workloads", default=",".join(WORKLOADS))
+    parser.add_argument("--model-dir", type=Path, default=None, help="reuse or build here")
+    parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        spec = json.loads(Path(args.child).read_text())
+        result = child_timing(spec) if spec["kind"] == "timing" else child_memory(spec)
+        print(json.dumps(result))
+        return
+
+    from tqdm import tqdm
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    cuda = args.device.startswith("cuda")
+    dtype = args.dtype or ("bfloat16" if cuda else "float32")
+    heads = args.heads or HEADS.get(args.hidden, args.hidden // HEAD_DIM)
+    model_dir = args.model_dir or Path(tempfile.gettempdir()) / (
+        f"memreranker-bench-h{args.hidden}-l{args.layers}-a{heads}-kv{args.kv_heads}"
+    )
+    if not (model_dir / "config.json").exists():
+        print(f"building the random model in {model_dir} ...", file=sys.stderr)
+        build_model(
+            model_dir, hidden=args.hidden, layers=args.layers, heads=heads, kv_heads=args.kv_heads
+        )
+    config = json.loads((model_dir / "config.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    workloads = make_workloads(tokenizer)
+    methods = [m for m in args.methods.split(",") if m]
+    chosen = [w for w in args.workloads.split(",") if w]
+
+    base = {
+        "model_dir": str(model_dir),
+        "device": args.device,
+        "dtype": dtype,
+        "batch_size": args.batch_size,
+        "threads": args.threads,
+    }
+    results: dict[str, dict[str, dict[str, Any]]] = {w: {} for w in chosen}
+    steps = len(chosen) * (2 * len(methods) + args.repeats)
+    load_before = os.getloadavg()
+    with tqdm(total=steps, desc="benchmark", unit="step") as progress:
+        for workload in chosen:
+            for method in methods:  # a fresh process per method: its own peak memory
+                spec = {"kind": "memory", "method": method, **base, **workloads[workload]}
+                results[workload][method] = run_child(spec)
+                progress.update()
+            ok = [m for m in methods if "error" not in results[workload][m]]
+            spec = {
+                "kind": "timing",
+                "methods": ok,
+                "repeats": args.repeats,
+                "max_seconds": args.max_seconds,
+                **base,
+                **workloads[workload],
+            }
+            timing = run_child(spec, progress) if ok else {"times": {}}
+            for method in ok:
+                if "error" in timing:
+                    results[workload][method] = {"error": timing["error"]}
+                else:
+                    results[workload][method]["times"] = timing["times"][method]
+    load_after = os.getloadavg()
+
+    import platform
+
+    import torch
+
+    device_name = (
+        torch.cuda.get_device_name(0)
+        if cuda
+        else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"\nModel: random Qwen3ForCausalLM, hidden {config['hidden_size']}, "
+        f"{config['num_hidden_layers']} layers, {config['num_attention_heads']} heads "
+        f"({config['num_key_value_heads']} kv, head_dim {config['head_dim']}), intermediate "
+        f"{config['intermediate_size']}, real Qwen3 tokenizer; {dtype} on {args.device} "
+        f"({device_name}). Load average before/after: {load_before[0]:.2f}/{load_after[0]:.2f}."
+    )
+    for workload in chosen:
+        docs = workloads[workload]["documents"]
+        ideal = ideal_tokens(tokenizer, workloads[workload]["query"], docs)
+        report(workload, len(docs), results[workload], ideal, cuda)
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "packages" / "memreranker" / "src"))
+    main()
