@@ -36,10 +36,12 @@ class MemReranker:
             ``IAAR-Shanghai/MemReranker-4B``); the served model name otherwise.
         fallback: Another ``MemReranker`` tried when this one fails (hosted first, local
             second, say) before falling back to the input order.
-        **options: Any field of :class:`memreranker.settings.RerankerSettings`:
-            ``instruction``, ``on_error`` (``"fallback"`` or ``"raise"``), ``device``,
-            ``dtype``, ``batch_size``, ``max_length``, ``api_key``, ``base_url``,
-            ``timeout``, ``max_retries``. Unknown or invalid options raise ``ValueError``.
+        **options: Any field of :class:`memreranker.settings.RerankerSettings`, e.g.
+            ``instruction``, ``on_error`` (``"fallback"`` or ``"raise"``); local:
+            ``device``, ``dtype``, ``batch_size``, ``max_length``, ``engine``; HTTP:
+            ``api_key``, ``base_url``, ``timeout``, ``max_retries``, ``deadline``, batching
+            and circuit-breaker limits; any backend: ``score_cache_size``. Each field's
+            description says what it does. Unknown or invalid options raise ``ValueError``.
 
     The local model loads on the first call (or on :meth:`load`), not at construction, so
     that a missing model becomes a fallback at call time like any other outage.
