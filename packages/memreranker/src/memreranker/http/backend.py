@@ -166,7 +166,7 @@ class HTTPBackend:
             parts.append(
                 (batch, run_sync(exchange(self._endpoint, request, self._policy), self._sync))
             )
-        return _finish(parts, top_n)
+        return _merge(parts)
 
     async def ascore(
         self,
@@ -195,7 +195,7 @@ class HTTPBackend:
             )
 
         if len(batches) == 1:
-            return _finish([await one(batches[0])], top_n)
+            return _merge([await one(batches[0])])
         limit = asyncio.Semaphore(self._max_concurrency)
 
         async def bounded(batch: range) -> tuple[range, list[Scored]]:
@@ -210,7 +210,7 @@ class HTTPBackend:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             raise
-        return _finish(parts, top_n)
+        return _merge(parts)
 
     def _plan(
         self, query: str, documents: Sequence[str], instruction: str | None
@@ -237,7 +237,7 @@ class HTTPBackend:
         self._async.close()
 
 
-def _finish(parts: Sequence[tuple[range, list[Scored]]], top_n: int | None) -> list[Scored]:
+def _merge(parts: Sequence[tuple[range, list[Scored]]]) -> list[Scored]:
     """Batch scores on the caller's indices. With ``top_n`` each batch sent its own best
     ``top_n``, a superset of the global best; the facade sorts and cuts once, for all backends.
     """
