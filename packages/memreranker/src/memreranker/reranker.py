@@ -11,6 +11,7 @@ from typing import Any
 from memreranker import ranking
 from memreranker.backends import Backend, create_backend
 from memreranker.errors import InferenceError, InputTooLongError, MemRerankerError
+from memreranker.progress import Progress, ProgressOption, check_progress
 from memreranker.ranking import Scored
 from memreranker.settings import RerankerSettings
 from memreranker.types import RerankResult
@@ -109,6 +110,7 @@ class MemReranker:
         top_n: int | None = None,
         instruction: str | None = None,
         score_threshold: float | None = None,
+        progress: ProgressOption = None,
     ) -> list[RerankResult]:
         """Score ``documents`` against ``query`` and return them best first.
 
@@ -119,6 +121,9 @@ class MemReranker:
             instruction: Overrides the configured instruction for this call.
             score_threshold: Drop scored results below this P(yes). Not applied to fallback
                 results, whose scores are unknown rather than low.
+            progress: ``True`` shows a progress bar (tqdm, on stderr; none if tqdm is not
+                installed); a callable is called as ``progress(done, total)`` (documents)
+                after every scored batch. The call stays one call: all or nothing.
 
         Returns:
             Results sorted by score descending, ties in input order. On failure with
@@ -127,12 +132,20 @@ class MemReranker:
         query, docs, top_n, threshold = _check(
             query, documents, top_n, instruction, score_threshold
         )
+        progress = check_progress(progress)
         if not docs:
             return []
+        reporter = Progress.create(progress, len(docs), desc=self.name)
         try:
-            scored = self._score_chain(query, docs, top_n, instruction)
+            scored = self._score_chain(query, docs, top_n, instruction, reporter)
         except MemRerankerError as exc:
             return self._recover(exc, docs, top_n)
+        else:
+            if reporter is not None:
+                reporter.finish()
+        finally:
+            if reporter is not None:
+                reporter.close()
         return ranking.rank(docs, scored, top_n=top_n, score_threshold=threshold)
 
     async def arerank(
@@ -143,25 +156,43 @@ class MemReranker:
         top_n: int | None = None,
         instruction: str | None = None,
         score_threshold: float | None = None,
+        progress: ProgressOption = None,
     ) -> list[RerankResult]:
         """Async :meth:`rerank`: same results; local inference runs off the event loop."""
         query, docs, top_n, threshold = _check(
             query, documents, top_n, instruction, score_threshold
         )
+        progress = check_progress(progress)
         if not docs:
             return []
+        reporter = Progress.create(progress, len(docs), desc=self.name)
         try:
-            scored = await self._ascore_chain(query, docs, top_n, instruction)
+            scored = await self._ascore_chain(query, docs, top_n, instruction, reporter)
         except MemRerankerError as exc:
             return self._recover(exc, docs, top_n)
+        else:
+            if reporter is not None:
+                reporter.finish()
+        finally:
+            if reporter is not None:
+                reporter.close()
         return ranking.rank(docs, scored, top_n=top_n, score_threshold=threshold)
 
     def _score_chain(
-        self, query: str, docs: list[str], top_n: int | None, instruction: str | None
+        self,
+        query: str,
+        docs: list[str],
+        top_n: int | None,
+        instruction: str | None,
+        reporter: Progress | None,
     ) -> list[Scored]:
         try:
             scored = self._backend.score(
-                query, docs, instruction=self._instruction(instruction), top_n=top_n
+                query,
+                docs,
+                instruction=self._instruction(instruction),
+                top_n=top_n,
+                progress=None if reporter is None else reporter.advance,
             )
             return self._checked(scored, len(docs))
         except InputTooLongError:
@@ -171,14 +202,25 @@ class MemReranker:
             if self.fallback is None:
                 raise error from exc
             self._log_handover(error)
-        return self.fallback._score_chain(query, docs, top_n, instruction)
+        if reporter is not None:
+            reporter.restart()
+        return self.fallback._score_chain(query, docs, top_n, instruction, reporter)
 
     async def _ascore_chain(
-        self, query: str, docs: list[str], top_n: int | None, instruction: str | None
+        self,
+        query: str,
+        docs: list[str],
+        top_n: int | None,
+        instruction: str | None,
+        reporter: Progress | None,
     ) -> list[Scored]:
         try:
             scored = await self._backend.ascore(
-                query, docs, instruction=self._instruction(instruction), top_n=top_n
+                query,
+                docs,
+                instruction=self._instruction(instruction),
+                top_n=top_n,
+                progress=None if reporter is None else reporter.advance,
             )
             return self._checked(scored, len(docs))
         except InputTooLongError:
@@ -188,7 +230,9 @@ class MemReranker:
             if self.fallback is None:
                 raise error from exc
             self._log_handover(error)
-        return await self.fallback._ascore_chain(query, docs, top_n, instruction)
+        if reporter is not None:
+            reporter.restart()
+        return await self.fallback._ascore_chain(query, docs, top_n, instruction, reporter)
 
     def _instruction(self, instruction: str | None) -> str | None:
         return instruction if instruction is not None else self.settings.instruction

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from memreranker.progress import Advance
 from memreranker.ranking import Scored
 
 if TYPE_CHECKING:
@@ -171,6 +172,7 @@ class CachedBackend:
         *,
         instruction: str | None,
         top_n: int | None,
+        progress: Advance | None = None,
     ) -> list[Scored]:
         return cached_score(
             self.cache,
@@ -178,7 +180,9 @@ class CachedBackend:
             query,
             documents,
             instruction,
-            lambda missing: self.inner.score(query, missing, instruction=instruction, top_n=None),
+            lambda missing: self.inner.score(
+                query, missing, instruction=instruction, top_n=None, progress=progress
+            ),
         )
 
     async def ascore(
@@ -188,9 +192,12 @@ class CachedBackend:
         *,
         instruction: str | None,
         top_n: int | None,
+        progress: Advance | None = None,
     ) -> list[Scored]:
         async def compute(missing: list[str]) -> Sequence[Scored]:
-            return await self.inner.ascore(query, missing, instruction=instruction, top_n=None)
+            return await self.inner.ascore(
+                query, missing, instruction=instruction, top_n=None, progress=progress
+            )
 
         return await acached_score(
             self.cache, self.inner.name, query, documents, instruction, compute

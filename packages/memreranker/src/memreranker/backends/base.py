@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
+from memreranker.progress import Advance
 from memreranker.ranking import Scored
 
 
@@ -28,8 +29,12 @@ class Backend(Protocol):
         *,
         instruction: str | None,
         top_n: int | None,
+        progress: Advance | None = None,
     ) -> list[Scored]:
-        """Return ``(index, P(yes))`` pairs; all documents, or at least the best ``top_n``."""
+        """Return ``(index, P(yes))`` pairs; all documents, or at least the best ``top_n``.
+
+        ``progress(n)``, when given, is called after each batch with the documents it scored.
+        """
         ...
 
     async def ascore(
@@ -39,6 +44,7 @@ class Backend(Protocol):
         *,
         instruction: str | None,
         top_n: int | None,
+        progress: Advance | None = None,
     ) -> list[Scored]:
         """Async twin of :meth:`score`; must not block the event loop."""
         ...

@@ -24,6 +24,7 @@ from memreranker.http.protocol import Dialect, Endpoint
 from memreranker.http.retry import RetryPolicy, exchange
 from memreranker.http.sync_transport import SyncTransport
 from memreranker.http.sync_transport import run as run_sync
+from memreranker.progress import Advance
 from memreranker.ranking import Scored
 from memreranker.settings import RerankerSettings
 
@@ -149,14 +150,20 @@ class HTTPBackend:
         *,
         instruction: str | None,
         top_n: int | None,
+        progress: Advance | None = None,
     ) -> list[Scored]:
         if top_n == 0:
             return []
         query, docs, batches = self._plan(query, documents, instruction)
-        return self._circuit.call(lambda: self._score(query, docs, batches, top_n))
+        return self._circuit.call(lambda: self._score(query, docs, batches, top_n, progress))
 
     def _score(
-        self, query: str, docs: list[str], batches: list[range], top_n: int | None
+        self,
+        query: str,
+        docs: list[str],
+        batches: list[range],
+        top_n: int | None,
+        progress: Advance | None,
     ) -> list[Scored]:
         parts = []
         for batch in batches:
@@ -166,6 +173,8 @@ class HTTPBackend:
             parts.append(
                 (batch, run_sync(exchange(self._endpoint, request, self._policy), self._sync))
             )
+            if progress is not None:
+                progress(len(batch))
         return _merge(parts)
 
     async def ascore(
@@ -175,14 +184,22 @@ class HTTPBackend:
         *,
         instruction: str | None,
         top_n: int | None,
+        progress: Advance | None = None,
     ) -> list[Scored]:
         if top_n == 0:
             return []
         query, docs, batches = self._plan(query, documents, instruction)
-        return await self._circuit.acall(lambda: self._ascore(query, docs, batches, top_n))
+        return await self._circuit.acall(
+            lambda: self._ascore(query, docs, batches, top_n, progress)
+        )
 
     async def _ascore(
-        self, query: str, docs: list[str], batches: list[range], top_n: int | None
+        self,
+        query: str,
+        docs: list[str],
+        batches: list[range],
+        top_n: int | None,
+        progress: Advance | None,
     ) -> list[Scored]:
         transport = self._async
 
@@ -190,9 +207,10 @@ class HTTPBackend:
             request = protocol.build_request(
                 self._endpoint, query, docs[batch.start : batch.stop], top_n
             )
-            return batch, await run_async(
-                exchange(self._endpoint, request, self._policy), transport
-            )
+            scored = await run_async(exchange(self._endpoint, request, self._policy), transport)
+            if progress is not None:
+                progress(len(batch))
+            return batch, scored
 
         if len(batches) == 1:
             return _merge([await one(batches[0])])

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from memreranker.errors import InferenceError, MemRerankerError, ModelLoadError
+from memreranker.progress import Advance
 from memreranker.ranking import Scored
 from memreranker.settings import RerankerSettings
 
@@ -71,11 +72,12 @@ class LocalBackend:
         *,
         instruction: str | None,
         top_n: int | None,
+        progress: Advance | None = None,
     ) -> list[Scored]:
         engine = self.load()
         with self._run_lock:
             try:
-                scores = engine.score(query, documents, instruction)
+                scores = engine.score(query, documents, instruction, progress=progress)
             except Exception as exc:
                 raise InferenceError(f"{type(exc).__name__}: {exc}") from exc
         return list(enumerate(scores))
@@ -87,9 +89,10 @@ class LocalBackend:
         *,
         instruction: str | None,
         top_n: int | None,
+        progress: Advance | None = None,
     ) -> list[Scored]:
         return await asyncio.to_thread(
-            self.score, query, documents, instruction=instruction, top_n=top_n
+            self.score, query, documents, instruction=instruction, top_n=top_n, progress=progress
         )
 
     def close(self) -> None:

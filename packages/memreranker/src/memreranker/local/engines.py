@@ -13,13 +13,21 @@ import torch
 
 from memreranker.local.loading import LoadedModel
 from memreranker.local.prompt import format_body
+from memreranker.progress import Advance
 
 
 class ScoringEngine(Protocol):
     name: str
 
-    def score(self, query: str, documents: Sequence[str], instruction: str | None) -> list[float]:
-        """P(yes) for each document, in input order."""
+    def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None,
+        *,
+        progress: Advance | None = None,
+    ) -> list[float]:
+        """P(yes) for each document, in input order; ``progress(n)`` after each forward."""
         ...
 
 
@@ -67,7 +75,14 @@ class PaddedBatchEngine:
         )["input_ids"]
         return [loaded.prefix_ids + ids + loaded.suffix_ids for ids in encoded]
 
-    def score(self, query: str, documents: Sequence[str], instruction: str | None) -> list[float]:
+    def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None,
+        *,
+        progress: Advance | None = None,
+    ) -> list[float]:
         loaded = self.loaded
         prompts = self.encode(query, documents, instruction)
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
@@ -89,4 +104,6 @@ class PaddedBatchEngine:
                 probs = yes_probability(loaded, out.last_hidden_state[:, -1, :]).tolist()
                 for i, p in zip(batch, probs, strict=True):
                     scores[i] = p
+                if progress is not None:
+                    progress(len(batch))
         return scores

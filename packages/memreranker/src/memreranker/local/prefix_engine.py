@@ -23,6 +23,7 @@ import torch
 
 from memreranker.local.engines import PaddedBatchEngine, yes_probability
 from memreranker.local.loading import LoadedModel
+from memreranker.progress import Advance
 
 logger = logging.getLogger("memreranker")
 
@@ -207,18 +208,30 @@ class PrefixCacheEngine:
         """Full prompt ids, tokenized and truncated exactly as the model card's recipe."""
         return self._recipe.encode(query, documents, instruction)
 
-    def score(self, query: str, documents: Sequence[str], instruction: str | None) -> list[float]:
+    def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        instruction: str | None,
+        *,
+        progress: Advance | None = None,
+    ) -> list[float]:
         if not documents:
             return []
         prompts = self.encode(query, documents, instruction)
         slot: dict[tuple[int, ...], int] = {}
         index = [slot.setdefault(tuple(ids), len(slot)) for ids in prompts]
         unique = list(slot)
-        scores = self.score_prompts(unique)
+        scores = self.score_prompts(unique, progress=progress)
         return [scores[i] for i in index]
 
-    def score_prompts(self, prompts: Sequence[Sequence[int]]) -> list[float]:
-        """P(yes) of each full prompt (token ids), sharing their common prefix."""
+    def score_prompts(
+        self, prompts: Sequence[Sequence[int]], *, progress: Advance | None = None
+    ) -> list[float]:
+        """P(yes) of each full prompt (token ids), sharing their common prefix.
+
+        ``progress(n)`` is called after each tail batch with its number of prompts.
+        """
         if not prompts:
             return []
         shared = common_prefix_length(prompts)
@@ -242,6 +255,8 @@ class PrefixCacheEngine:
                 probs = self._run_tails([tails[i] for i in rows], width, shared, prefix_kv)
                 for i, p in zip(rows, probs.tolist(), strict=True):
                     scores[i] = p
+                if progress is not None:
+                    progress(len(rows))
         self.last_stats = {
             "prompts": len(prompts),
             "prefix": shared,
