@@ -15,3 +15,11 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from memreranker.testing import build_test_model
 
     return build_test_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT cross-encoder (one label, WordPiece tokenizer), on disk (seed 0)."""
+    from memreranker.testing import build_test_cross_encoder
+
+    return build_test_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"), seed=0)

@@ -143,3 +143,110 @@ def _calibrate(model: object, tokenizer: object, spread: float) -> None:
     offset = float((hidden @ (weight[yes] - weight[no])).mean())
     # Moving the 'yes' row along the mean last-position state shifts every score alike.
     weight[yes] -= offset * centre / centre.dot(centre)
+
+
+# A small English vocabulary for the tiny BERT cross-encoder: everything the test and demo
+# texts say is covered by these words or by single characters (WordPiece falls back to them).
+_WORDS = (
+    "the a an and or of to in on at for with from by is are was were be been has have had do "
+    "does did not no yes what which who when where why how user users user's likes like liked "
+    "prefers drink drinks drinking tea coffee wine beer baijiu moutai alcohol water juice milk "
+    "sister brother mother father friend friends lives live living berlin paris beijing china "
+    "trip travel flight booked meeting moved friday monday weekend morning evening hobby "
+    "hobbies plays playing badminton chess hiking music books reading code python programming "
+    "language backend developer works work job museum river city capital popular memory "
+    "memories query document answer question relevant passage passages retrieve search web"
+).split()
+
+
+def build_test_cross_encoder(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    intermediate_size: int = 64,
+    max_position_embeddings: int = 512,
+    logit_spread: float = 2.5,
+) -> Path:
+    """Write a tiny random BERT cross-encoder (one label) with a WordPiece tokenizer.
+
+    A ``BertForSequenceClassification`` with ``num_labels=1`` and a ``BertTokenizerFast``
+    built from a fixed word list with the ``tokenizers`` library (no download): the same kind
+    of checkpoint as ``cross-encoder/ms-marco-MiniLM-L-6-v2``, loadable by
+    ``sentence_transformers.CrossEncoder`` and by ``MemReranker(model=path)``. Deterministic
+    by ``seed``; its scores are meaningless. ``logit_spread`` is the target standard deviation
+    of the logit over a fixed calibration set (centred on 0), so that scores spread over (0, 1).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    import torch
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    target = Path(path)
+    target.mkdir(parents=True, exist_ok=True)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    chars = [chr(c) for c in range(33, 127)]
+    vocab: dict[str, int] = {}
+    for token in [*specials, *_WORDS, *chars, *(f"##{c}" for c in chars)]:
+        vocab.setdefault(token, len(vocab))
+    core = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
+    core.normalizer = normalizers.BertNormalizer(lowercase=True)
+    core.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    core.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]",
+        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+        special_tokens=[("[CLS]", vocab["[CLS]"]), ("[SEP]", vocab["[SEP]"])],
+    )
+    core.decoder = decoders.WordPiece(prefix="##")
+    tokenizer = BertTokenizerFast(
+        tokenizer_object=core,
+        unk_token="[UNK]",
+        sep_token="[SEP]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        mask_token="[MASK]",
+        model_max_length=max_position_embeddings,
+    )
+
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=intermediate_size,
+        max_position_embeddings=max_position_embeddings,
+        num_labels=1,
+        pad_token_id=vocab["[PAD]"],
+    )
+    generator_state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(seed)
+        model = BertForSequenceClassification(config)
+        model.eval()
+        with torch.no_grad():
+            # Wider than BERT's init (std 0.02), for the same reason as in build_test_model:
+            # with it every pair would score the same.
+            for name, param in model.named_parameters():
+                if param.dim() == 2 and "embeddings" not in name:
+                    param.normal_(0.0, 1.0 / param.shape[1] ** 0.5)
+                elif param.dim() == 2:
+                    param.normal_(0.0, 1.0)
+            # Then scale and centre the single logit on a fixed calibration set.
+            pairs = [(q, d) for q in _CALIBRATION_QUERIES for d in _CALIBRATION_DOCS]
+            batch = tokenizer(
+                [q for q, _ in pairs], [d for _, d in pairs], padding=True, return_tensors="pt"
+            )
+            logits = model(**batch).logits[:, 0]
+            scale = logit_spread / float(logits.std())
+            model.classifier.weight.mul_(scale)
+            model.classifier.bias.mul_(scale).sub_(float(logits.mean()) * scale)
+    finally:
+        torch.random.set_rng_state(generator_state)
+    model.eval()
+    model.save_pretrained(target, safe_serialization=True)
+    tokenizer.save_pretrained(target)
+    return target
