@@ -15,8 +15,12 @@
 A translation layer, like the LangChain and LlamaIndex shells: mem0's memory dicts become
 texts (read with :func:`memreranker.memory_text.memory_text`, mem0's own rule), one
 :class:`~memreranker.MemReranker` scores them, and its results become new dicts. Settings,
-input checks, sorting and the fallback are the core's. Only this module imports mem0:
-``import memreranker`` never does.
+input checks, sorting and the fallback are the core's.
+
+Only this module imports mem0: ``import memreranker`` never does. Nothing here needs torch
+for a hosted backend; note that mem0's ``mem0.reranker`` package (where ``BaseReranker``
+lives) imports its built-in providers, and through them torch and transformers where those
+are installed.
 """
 
 from __future__ import annotations
