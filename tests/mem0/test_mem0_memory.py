@@ -96,16 +96,24 @@ def test_search_returns_this_projects_order(memory: Any, top_k: int) -> None:
     assert_reranked(reranked, first, want)
 
 
-async def test_async_memory_search(
-    make_async_memory: MemoryFactory, memory: Any, provider: Any
-) -> None:
-    """AsyncMemory runs the (sync) reranker in a worker thread. The reranker is assigned,
-    sharing the loaded tiny model with ``memory`` (construction from config is the same
-    factory call for both classes, tested with the hosted backend below)."""
-    amemory = await make_async_memory(None)
-    amemory.reranker = provider.MemRerankerMem0({"top_k": 3}, reranker=memory.reranker.reranker)
+async def test_async_memory_search(make_async_memory: MemoryFactory, tiny_model: Path) -> None:
+    """AsyncMemory builds the provider from the same config and runs its (sync) rerank in a
+    worker thread."""
+    config = {"provider": "memreranker", "config": {"model": str(tiny_model), "top_k": 3}}
+    amemory = await make_async_memory(config)
     first = (await amemory.search(QUERY, **search_kwargs(6, rerank=False)))["results"]
     reranked = (await amemory.search(QUERY, **search_kwargs(6, rerank=True)))["results"]
+    assert_reranked(reranked, first, expected_ranking(amemory.reranker.reranker, first, 6))
+
+
+def test_assigned_reranker(make_memory: MemoryFactory, memory: Any, provider: Any) -> None:
+    """Without register() or a config: a MemRerankerMem0 put in ``memory.reranker``, here
+    sharing the weights ``memory`` loaded."""
+    plain = make_memory(None)
+    assert plain.reranker is None
+    plain.reranker = provider.MemRerankerMem0({"top_k": 3}, reranker=memory.reranker.reranker)
+    first = plain.search(QUERY, **search_kwargs(6, rerank=False))["results"]
+    reranked = plain.search(QUERY, **search_kwargs(6, rerank=True))["results"]
     assert_reranked(reranked, first, expected_ranking(memory.reranker.reranker, first, 6))
 
 
