@@ -95,7 +95,7 @@ class MemRerankerMem0Config(RerankerSettings, BaseRerankerConfig):
 
     @field_validator("top_k", mode="before")
     @classmethod
-    def _check_top_k(cls, value: Any) -> int | None:
+    def _valid_top_k(cls, value: Any) -> int | None:
         top_k = _check_top_k(value)
         if top_k == 0:
             # mem0 reads a top_k of 0 as "not set": say so rather than keep nothing.
