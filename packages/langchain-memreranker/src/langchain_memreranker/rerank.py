@@ -23,14 +23,13 @@ from pydantic import ConfigDict, Field
 
 from memreranker import RerankResult
 from memreranker.integration import RerankerShell
+from memreranker.memory_text import memory_text
 
 RELEVANCE_SCORE_KEY = "relevance_score"
 """Metadata key of the score, P(yes) in [0, 1], as other LangChain rerankers write it."""
 
 FALLBACK_KEY = "rerank_fallback"
 """Metadata key set to ``True`` when scoring failed and the documents keep their order."""
-
-_TEXT_KEYS = ("memory", "text", "content")  # mem0's order for dict documents
 
 
 class _Unset(enum.Enum):
@@ -212,11 +211,7 @@ def _text_of(doc: Any, i: int) -> str:
     if isinstance(doc, Document):
         return doc.page_content
     if isinstance(doc, Mapping):
-        for key in _TEXT_KEYS:
-            value = doc.get(key)
-            if isinstance(value, str):
-                return value
-        return str(doc)
+        return memory_text(doc)
     raise TypeError(f"documents[{i}] must be a str, a dict or a Document, got {type(doc).__name__}")
 
 
