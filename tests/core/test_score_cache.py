@@ -37,7 +37,13 @@ class CountingBackend:
         self.closed = False
 
     def score(
-        self, query: str, documents: Sequence[str], *, instruction: str | None, top_n: int | None
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        instruction: str | None,
+        top_n: int | None,
+        progress: object = None,
     ) -> list[Scored]:
         self.seen.append(list(documents))
         self.top_ns.append(top_n)
@@ -49,7 +55,13 @@ class CountingBackend:
         return scored
 
     async def ascore(
-        self, query: str, documents: Sequence[str], *, instruction: str | None, top_n: int | None
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        instruction: str | None,
+        top_n: int | None,
+        progress: object = None,
     ) -> list[Scored]:
         await asyncio.sleep(0)
         return self.score(query, documents, instruction=instruction, top_n=top_n)
