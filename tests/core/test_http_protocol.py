@@ -14,6 +14,7 @@ from memreranker import (
     AuthenticationError,
     InvalidResponseError,
     RateLimitError,
+    RequestTooLargeError,
     RerankerSettings,
     RerankTimeoutError,
     ServiceConnectionError,
@@ -169,7 +170,7 @@ def test_scores_follow_indices_in_any_order(scores: list[float], rnd: object) ->
         (40300, RateLimitError),
         (40304, RateLimitError),
         (40000, ServiceError),
-        (40305, ServiceError),
+        (40305, RequestTooLargeError),
         (50000, ServiceError),
     ],
 )
