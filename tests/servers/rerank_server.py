@@ -313,15 +313,24 @@ class RecordedRequest:
     @property
     def pair(self) -> Pair:
         """The texts to score, template taken off (:func:`untemplate`)."""
-        body = self.body
-        assert isinstance(body, dict), f"not a JSON object: {self.raw[:80]!r}"
-        documents = body["texts"] if "texts" in body else body["documents"]
-        return untemplate(body["query"], documents)
+        assert isinstance(self.body, dict), f"not a JSON object: {self.raw[:80]!r}"
+        return untemplate(self.sent_query, self.sent_documents)
 
     @property
     def query(self) -> str:
         """The caller's query, as the client had it before any template."""
         return self.pair.query
+
+    @property
+    def sent_query(self) -> str:
+        """The query string as sent (templated, if it was)."""
+        return str(self.body["query"])
+
+    @property
+    def sent_documents(self) -> list[str]:
+        """The document strings as sent (``documents``, or TEI's ``texts``)."""
+        body = self.body
+        return list(body["texts"] if "texts" in body else body["documents"])
 
     @property
     def documents(self) -> list[str]:
@@ -400,9 +409,7 @@ class RerankServer:
 
     def base_url(self, dialect: str) -> str:
         """The ``base_url`` of ``dialect`` ("memos", "vllm" or "tei") on this server."""
-        return {"memos": self.memos_base_url, "vllm": self.url, "tei": self.tei_base_url}[
-            dialect
-        ]
+        return {"memos": self.memos_base_url, "vllm": self.url, "tei": self.tei_base_url}[dialect]
 
     # -- scripting ---------------------------------------------------------------------------
 

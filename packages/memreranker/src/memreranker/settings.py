@@ -130,14 +130,13 @@ class RerankerSettings(BaseModel):
         default=8000,
         ge=1,
         description="Approximate token budget of the documents of one request, as sent "
-        "(templated, with prompt_format=\"qwen3\"; the MemOS documented cap is 8k); a list "
+        '(templated, with prompt_format="qwen3"; the MemOS documented cap is 8k); a list '
         "over it is split across requests.",
     )
     max_query_tokens: int = Field(
         default=2000,
         ge=1,
-        description="Approximate token limit of the query as sent, template included (MemOS: "
-        "2k).",
+        description="Approximate token limit of the query as sent, template included (MemOS: 2k).",
     )
     max_document_tokens: int = Field(
         default=32000,

@@ -98,9 +98,7 @@ def resolve_endpoint(settings: RerankerSettings) -> Endpoint:
             protocol.redact_url(url),
             " and the API key" if key else "",
         )
-    return Endpoint(
-        dialect=dialect, url=url, model=model, api_key=key, truncate=settings.truncate
-    )
+    return Endpoint(dialect=dialect, url=url, model=model, api_key=key, truncate=settings.truncate)
 
 
 def _key(settings: RerankerSettings, *, env: str | None) -> str | None:
