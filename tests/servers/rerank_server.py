@@ -122,6 +122,9 @@ class Score:
         mutate: Gets the reply body (a dict) and the request body; returns the body to send
             (tamper with indices, scores, the envelope...).
         headers: Extra response headers.
+        model: Scores the strings exactly as sent, ``model(query, document)``, instead of
+            :func:`deterministic_score` on the pair inside the template: a stand-in for a
+            real served model (which reads what it is sent, template or not).
     """
 
     shuffle: bool = False
@@ -131,6 +134,7 @@ class Score:
     delay: float = 0.0
     mutate: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    model: Callable[[str, str], float] | None = None
 
 
 @dataclass
@@ -575,7 +579,11 @@ class _Handler(BaseHTTPRequestHandler):
             item: dict[str, Any] = {"index": i}
             if behaviour.echo and not cohere:
                 item["document"] = {"text": doc}
-            item["relevance_score"] = deterministic_score(pair.query, pair.documents[i])
+            item["relevance_score"] = (
+                behaviour.model(body["query"], doc)
+                if behaviour.model is not None
+                else deterministic_score(pair.query, pair.documents[i])
+            )
             results.append(item)
         results.sort(key=lambda r: (-r["relevance_score"], r["index"]))
         top_n = body.get("top_n")
@@ -619,8 +627,14 @@ class _Handler(BaseHTTPRequestHandler):
         if not pair.documents:
             self._send_json(413, {"error": "`texts` cannot be empty", "error_type": "validation"})
             return
+        sent = body["texts"]
         results = [
-            {"index": i, "score": deterministic_score(pair.query, doc)}
+            {
+                "index": i,
+                "score": behaviour.model(body["query"], sent[i])
+                if behaviour.model is not None
+                else deterministic_score(pair.query, doc),
+            }
             for i, doc in enumerate(pair.documents)
         ]
         results.sort(key=lambda r: (-r["score"], r["index"]))
