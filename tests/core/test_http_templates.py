@@ -220,40 +220,6 @@ def test_batches_are_planned_on_the_templated_documents(
     assert sorted(r.index for r in got) == list(range(40))
 
 
-# --- TEI requests -------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_tei_request_shape(rerank_server: RerankServer, mode: str) -> None:
-    rerank_server.api_key = "tei-key-0123456789"
-    rerank_server.default = Score(shuffle=True)  # TEI replies in any order: map by index
-    with served(rerank_server, "tei", api_key="tei-key-0123456789", model="bge") as rr:
-        got = rerank(rr, mode, QUERY, DOCS, top_n=2)
-    request = rerank_server.last
-    assert request.path == "/tei/rerank"
-    assert request.headers["authorization"] == "Bearer tei-key-0123456789"
-    assert request.body == {"query": QUERY, "texts": DOCS, "truncate": True, "raw_scores": False}
-    want = sorted(enumerate(DOCS), key=lambda p: (-deterministic_score(QUERY, p[1]), p[0]))
-    assert [(r.index, r.document) for r in got] == want[:2]
-    with served(rerank_server, "tei", truncate=False, api_key="tei-key-0123456789") as rr:
-        rerank(rr, mode, QUERY, DOCS)
-    assert rerank_server.last.body["truncate"] is False  # our limits raise, the server's too
-
-
-@pytest.mark.parametrize("mode", MODES)
-def test_tei_batches_of_32_by_default(rerank_server: RerankServer, mode: str) -> None:
-    docs = [f"memory {i} about tea" for i in range(70)]
-    with served(rerank_server, "tei") as rr:
-        got = rerank(rr, mode, QUERY, docs)
-    assert sorted(len(r.sent_documents) for r in rerank_server.requests) == [6, 32, 32]
-    assert sorted(r.index for r in got) == list(range(70))
-
-
-def test_tei_needs_base_url() -> None:
-    with pytest.raises(ValueError, match="backend='tei' needs base_url"):
-        MemReranker("tei")
-
-
 # --- A served model scores like local weights only with the template ------------------------------
 
 
