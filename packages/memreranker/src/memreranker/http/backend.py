@@ -2,12 +2,12 @@
 and ``tei`` (Hugging Face text-embeddings-inference).
 
 One :class:`HTTPBackend` serves all three; the dialect decides the URL, the auth header, the
-wire format and the defaults. Per call it wraps the texts in the prompt template of
-``prompt_format`` (vllm, tei: :mod:`~memreranker.http.templates`), fits them into the
-service's limits, splits long lists into
-requests, runs each request through the shared retry loop (sync: one after the other over a
-``requests`` pool; async: concurrently, at most ``max_concurrency`` at a time, over the
-running loop's ``httpx`` pool), and merges the scores back onto the caller's indices (the facade
+wire format and the defaults. Per call it fits the input into the service's limits (counting
+the prompt template of ``prompt_format``, vllm and tei: :mod:`~memreranker.http.templates`),
+wraps it in that template, splits long lists into requests, runs each request through the
+shared retry loop (sync: one after the other over a ``requests`` pool; async: concurrently, at
+most ``max_concurrency`` at a time, over the running loop's ``httpx`` pool), and merges the
+scores back onto the caller's indices (the facade
 sorts and cuts, as for every backend). Each call goes through the backend's circuit breaker
 (:mod:`~memreranker.http.circuit`): after repeated failures it fails fast for a cool-down.
 """
