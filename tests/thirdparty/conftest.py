@@ -39,16 +39,29 @@ def infinity_server(
 def reference(tiny_cross_encoder: Path) -> Reference:
     """Scores of the same checkpoint computed on this machine, by input index.
 
-    sentence-transformers' ``CrossEncoder.predict`` (sigmoid of the one logit) until
-    ``MemReranker(model=<cross-encoder dir>)`` is merged (issue 10); then swap the body for
-    the local backend, one line:
-    ``return lambda q, docs: by_index(local.rerank(q, list(docs)))`` with
-    ``local = MemReranker(model=str(tiny_cross_encoder), on_error="raise")``.
+    sentence-transformers' ``CrossEncoder.predict`` until ``MemReranker(model=<cross-encoder
+    dir>)`` is merged (issue 10); then this one line becomes
+    ``return local_reference(tiny_cross_encoder)``.
     """
+    return cross_encoder_reference(tiny_cross_encoder)
+
+
+def cross_encoder_reference(model_dir: Path) -> Reference:
+    """``CrossEncoder(model_dir).predict``: the sigmoid of the one logit, in [0, 1]."""
     from sentence_transformers import CrossEncoder
 
-    model = CrossEncoder(str(tiny_cross_encoder), device="cpu")
+    model = CrossEncoder(str(model_dir), device="cpu")
     return lambda q, docs: [float(s) for s in model.predict([(q, d) for d in docs])]
+
+
+def local_reference(model_dir: Path) -> Reference:
+    """The core's local backend on the same checkpoint (needs issue 10's cross-encoder engine)."""
+    from memreranker import MemReranker
+
+    local = MemReranker(model=str(model_dir), on_error="raise")
+    return lambda q, docs: [
+        r.score for r in sorted(local.rerank(q, list(docs)), key=lambda r: r.index)
+    ]
 
 
 def _report(config: pytest.Config, line: str) -> None:
