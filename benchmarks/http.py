@@ -240,7 +240,9 @@ def main() -> None:
         sys.path.insert(0, str(ROOT / "packages" / "memreranker" / "src"))
         from memreranker import MemReranker
 
-        reranker = MemReranker(backend="vllm", model=MODEL, base_url=url, on_error="raise")
+        # The same bytes as the plain requests.post rows: measure the client, not the template.
+        same = {"prompt_format": "plain"}
+        reranker = MemReranker(backend="vllm", model=MODEL, base_url=url, on_error="raise", **same)
         ours = median_ms(timed(lambda: reranker.rerank(query, docs), args.calls))
         progress.update()
 
@@ -275,13 +277,13 @@ def main() -> None:
         seq = asyncio.run(sequential())
         progress.update()
         for concurrency in args.concurrency.split(","):
-            options: dict[str, Any] = {}
+            options: dict[str, Any] = dict(same)
             if concurrency != "default":
                 options["max_concurrency"] = int(concurrency)
             client = MemReranker(
                 backend="vllm", model=MODEL, base_url=url, on_error="raise", **options
             )
-            label = "default settings" if not options else f"max_concurrency={concurrency}"
+            label = "default settings" if len(options) == 1 else f"max_concurrency={concurrency}"
             fan_rows.append((label, asyncio.run(gathered(client))))
         fan_rows.append(
             (

@@ -34,6 +34,7 @@ from memreranker import (
     InvalidResponseError,
     MemReranker,
     RateLimitError,
+    RequestTooLargeError,
     RerankTimeoutError,
     ServiceConnectionError,
     ServiceError,
@@ -129,14 +130,21 @@ def test_vllm_request_without_key(rerank_server: RerankServer, mode: str) -> Non
     request = rerank_server.last
     assert request.path == "/v1/rerank"
     assert "authorization" not in request.headers
-    assert request.body == {"query": QUERY, "documents": DOCS, "top_n": 3}
+    assert sorted(request.body) == ["documents", "query", "top_n"] and request.body["top_n"] == 3
+    # prompt_format="qwen3" (vllm's default): the caller's texts inside the card's template.
+    assert request.pair.templated
+    assert (request.query, request.documents) == (QUERY, DOCS)
 
 
 @pytest.mark.parametrize("mode", MODES)
 def test_vllm_request_with_key_and_model(rerank_server: RerankServer, mode: str) -> None:
     rerank_server.api_key = "vllm-key-123456"
     with vllm(
-        rerank_server, base_url=rerank_server.url + "/v1/", api_key="vllm-key-123456", model="m"
+        rerank_server,
+        base_url=rerank_server.url + "/v1/",
+        api_key="vllm-key-123456",
+        model="m",
+        prompt_format="plain",
     ) as rr:
         assert pairs(rerank(rr, mode, QUERY, DOCS)) == expected(QUERY, DOCS)
     request = rerank_server.last
@@ -299,7 +307,7 @@ NOT_RETRIED = {
     ),
     "code 40305": (
         memos_error(40305, "input exceeds token limit"),
-        ServiceError,
+        RequestTooLargeError,
         200,
         40305,
         "input exceeds token limit",

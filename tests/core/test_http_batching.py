@@ -43,24 +43,25 @@ def batched(server: RerankServer, **options: Any) -> MemReranker:
     return MemReranker("vllm", **settings)
 
 
+@pytest.mark.parametrize("prompt_format", ["qwen3", "plain"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("top_n", [None, 10])
 def test_thousand_documents_equal_one_big_call(
-    rerank_server: RerankServer, mode: str, top_n: int | None
+    rerank_server: RerankServer, mode: str, top_n: int | None, prompt_format: str
 ) -> None:
     docs = documents(1000)
     rerank_server.default = Score(shuffle=True)
-    with batched(rerank_server) as rr:
+    with batched(rerank_server, prompt_format=prompt_format) as rr:
         got = rerank(rr, mode, QUERY, docs, top_n=top_n)
     requests = rerank_server.requests
     assert len(requests) > 1000 // 64
     # Consecutive slices that cover every document once, in order, within the limits.
-    sent = [doc for request in requests for doc in request.body["documents"]]
+    sent = [doc for request in requests for doc in request.documents]
     assert sorted(sent) == sorted(docs) and len(sent) == len(docs)
     if mode == "sync":
         assert sent == docs
     for request in requests:
-        batch = request.body["documents"]
+        batch = request.body["documents"]  # as sent: the token budget covers the template
         assert len(batch) <= 64
         assert sum(estimate_tokens(d) for d in batch) <= 1500
         assert request.body.get("top_n") == (
@@ -71,7 +72,10 @@ def test_thousand_documents_equal_one_big_call(
 
     # The same ranking as one request holding everything.
     with batched(
-        rerank_server, max_documents_per_request=10_000, max_tokens_per_request=10**9
+        rerank_server,
+        max_documents_per_request=10_000,
+        max_tokens_per_request=10**9,
+        prompt_format=prompt_format,
     ) as one:
         before = len(rerank_server.requests)
         whole = rerank(one, mode, QUERY, docs, top_n=top_n)
@@ -84,7 +88,7 @@ def test_huge_document_travels_alone(rerank_server: RerankServer, mode: str) -> 
     docs = ["short one", "x" * 9000, "short two"]  # 3000 estimated tokens
     with batched(rerank_server, max_tokens_per_request=1000) as rr:
         got = rerank(rr, mode, "short", docs)
-    sent = sorted(r.body["documents"] for r in rerank_server.requests)  # async: any order
+    sent = sorted(r.documents for r in rerank_server.requests)  # async: any order
     assert sent == sorted([["short one"], ["x" * 9000], ["short two"]])
     assert sorted(r.index for r in got) == [0, 1, 2]
 
@@ -124,7 +128,11 @@ def test_long_query_and_document_truncated(
     rerank_server: RerankServer, mode: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("WARNING", logger="memreranker")
-    with batched(rerank_server, max_query_tokens=10, max_document_tokens=20) as rr:
+    # Plain texts: the estimates are exact character counts (tests/core/test_http_templates.py
+    # covers the same with the template's tokens).
+    with batched(
+        rerank_server, max_query_tokens=10, max_document_tokens=20, prompt_format="plain"
+    ) as rr:
         rerank(rr, mode, "q" * 100, ["d" * 100, "ok"])
     body = rerank_server.last.body
     assert body["query"] == "q" * 30
@@ -139,7 +147,13 @@ def test_truncate_false_refuses_long_input(
 ) -> None:
     # Too long for the service with truncation off is a caller mistake: it is raised in
     # both modes, never turned into a fallback.
-    with batched(rerank_server, max_query_tokens=10, truncate=False, on_error=on_error) as rr:
+    with batched(
+        rerank_server,
+        max_query_tokens=10,
+        truncate=False,
+        on_error=on_error,
+        prompt_format="plain",
+    ) as rr:
         with pytest.raises(InputTooLongError, match="max_query_tokens"):
             rerank(rr, mode, "q" * 100, ["d"])
     assert rerank_server.requests == []

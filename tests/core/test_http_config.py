@@ -179,12 +179,14 @@ def test_secret_not_pickled_in_settings() -> None:
 def test_warning_about_instruction(
     rerank_server: RerankServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    # Plain texts carry no instruction (the template's use of it: test_http_templates.py).
     caplog.set_level(logging.WARNING, logger="memreranker")
-    with MemReranker("vllm", base_url=rerank_server.url, **FAST) as rr:
+    with MemReranker("vllm", base_url=rerank_server.url, prompt_format="plain", **FAST) as rr:
         rr.rerank("q", DOCS, instruction="Judge relevance")
         rr.rerank("q", DOCS, instruction="Judge relevance")
     assert caplog.text.count("instruction is ignored") == 1
     assert "instruction" not in rerank_server.last.body
+    assert "Judge relevance" not in rerank_server.last.raw.decode()
 
 
 # --- torch stays out -------------------------------------------------------------------------
@@ -196,8 +198,10 @@ url = sys.argv[1]
 rr = MemReranker("memos", api_key="sk-subprocess-000000", base_url=url, on_error="raise")
 assert not rr.rerank("q", ["a b", "c"])[0].is_fallback
 assert not asyncio.run(rr.arerank("q", ["a b", "c"]))[0].is_fallback
-vl = MemReranker("vllm", base_url=url.split("/api/")[0])
-vl.rerank("q", ["a"])
+vl = MemReranker("vllm", base_url=url.split("/api/")[0])  # the qwen3 template (pure strings)
+assert not vl.rerank("q", ["a"], instruction="Find it")[0].is_fallback
+tei = MemReranker("tei", base_url=url.split("/api/")[0] + "/tei", prompt_format="qwen3")
+assert not asyncio.run(tei.arerank("q", ["a"]))[0].is_fallback
 rr.close()
 heavy = sorted(m for m in ("torch", "transformers", "safetensors", "numpy") if m in sys.modules)
 print("HEAVY", heavy)
@@ -221,4 +225,4 @@ def test_hosted_backends_never_import_torch(rerank_server: RerankServer) -> None
     )
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout or "torch" not in done.stdout
-    assert len(rerank_server.requests) == 3
+    assert len(rerank_server.requests) == 4

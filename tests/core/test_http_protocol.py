@@ -14,8 +14,10 @@ from memreranker import (
     AuthenticationError,
     InvalidResponseError,
     RateLimitError,
+    RequestTooLargeError,
     RerankerSettings,
     RerankTimeoutError,
+    ServedModelError,
     ServiceConnectionError,
     ServiceError,
 )
@@ -28,6 +30,7 @@ from memreranker.http.protocol import (
     is_insecure_remote,
     memos_url,
     parse_reply,
+    tei_url,
     vllm_url,
 )
 from memreranker.http.retry import RetryPolicy, Send, Sleep, exchange, parse_retry_after
@@ -35,6 +38,7 @@ from memreranker.http.retry import RetryPolicy, Send, Sleep, exchange, parse_ret
 KEY = "sk-test-0123456789abcdef"
 MEMOS = Endpoint("memos", DEFAULT_MEMOS_BASE_URL + "/rerank", "memos-reranker-0.6b", KEY)
 VLLM = Endpoint("vllm", "http://127.0.0.1:8000/v1/rerank", None, None)
+TEI = Endpoint("tei", "http://127.0.0.1:8080/rerank", "bge-reranker", None)
 
 
 def reply(body: object, status: int = 200, headers: dict[str, str] | None = None) -> HTTPReply:
@@ -126,6 +130,92 @@ def test_build_vllm_request_without_key_or_model() -> None:
     assert build_request(keyed, "q", ["a"], None).headers["Authorization"] == "Bearer k-123456"
 
 
+@pytest.mark.parametrize(
+    ("base", "url"),
+    [
+        ("http://h:8080", "http://h:8080/rerank"),
+        ("http://h:8080/", "http://h:8080/rerank"),
+        ("https://gw/tei", "https://gw/tei/rerank"),
+        ("https://gw/tei/rerank", "https://gw/tei/rerank"),
+    ],
+)
+def test_tei_url_rule(base: str, url: str) -> None:
+    assert tei_url(base) == url
+
+
+@pytest.mark.parametrize("top_n", [None, 1, 5])
+def test_build_tei_request(top_n: int | None) -> None:
+    request = build_request(TEI, "q", ["a", "b", "c"], top_n)
+    # No model (a TEI server serves one) and no top_n (it always scores every text).
+    assert request.json == {
+        "query": "q",
+        "texts": ["a", "b", "c"],
+        "truncate": True,
+        "raw_scores": False,
+    }
+    assert request.top_n is None
+    assert "Authorization" not in request.headers
+    keyed = Endpoint("tei", TEI.url, None, "tei-k-123456", truncate=False)
+    keyed_request = build_request(keyed, "q", ["a"], None)
+    assert keyed_request.headers["Authorization"] == "Bearer tei-k-123456"
+    assert keyed_request.json["truncate"] is False
+
+
+def test_tei_reply_in_any_order() -> None:
+    request = build_request(TEI, "q", ["a", "b", "c"], 1)
+    body = [
+        {"index": 2, "score": 0.9},
+        {"index": 0, "score": 0.5, "text": "a"},
+        {"index": 1, "score": 0.1},
+    ]
+    assert sorted(parse_reply(TEI, request, reply(body))) == [(0, 0.5), (1, 0.1), (2, 0.9)]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"results": [{"index": 0, "relevance_score": 0.5}]},  # a vLLM reply: wrong server
+        [{"index": 0, "relevance_score": 0.5}],  # the wrong score key
+        [{"index": 0, "score": 0.5}, {"index": 0, "score": 0.4}],
+        [{"index": 0, "score": 1.5}, {"index": 1, "score": 0.4}],
+        [{"index": 0, "score": 0.5}],  # one text missing: TEI always scores them all
+        "0.5",
+    ],
+)
+def test_tei_untrustworthy_replies(body: object) -> None:
+    request = build_request(TEI, "q", ["a", "b"], None)
+    with pytest.raises(InvalidResponseError):
+        parse_reply(TEI, request, reply(body))
+
+
+@pytest.mark.parametrize(
+    ("status", "error_type", "kind"),
+    [
+        (413, "validation", RequestTooLargeError),
+        (424, "backend", ServedModelError),
+        (429, "overloaded", RateLimitError),
+        (422, "tokenizer", ServiceError),
+        (503, "unhealthy", ServiceError),
+        (200, "backend", ServiceError),  # an error body with a success status
+    ],
+)
+def test_tei_errors(status: int, error_type: str, kind: type[ServiceError]) -> None:
+    request = build_request(TEI, "q", ["a"], None)
+    body = {"error": "batch size 40 > maximum allowed batch size 32", "error_type": error_type}
+    with pytest.raises(kind) as info:
+        parse_reply(TEI, request, reply(body, status=status))
+    error = info.value
+    assert type(error) is kind
+    assert (error.status, error.code) == (status, error_type)
+    assert error.message == "batch size 40 > maximum allowed batch size 32"
+
+
+def test_tei_bare_401_is_an_authentication_error() -> None:
+    request = build_request(TEI, "q", ["a"], None)
+    with pytest.raises(AuthenticationError, match="HTTP 401"):
+        parse_reply(TEI, request, reply(b"", status=401))
+
+
 def test_non_ascii_sent_as_utf8() -> None:
     request = build_request(MEMOS, "酒", ["茅台"], None)
     assert "茅台".encode() in request.content
@@ -169,7 +259,7 @@ def test_scores_follow_indices_in_any_order(scores: list[float], rnd: object) ->
         (40300, RateLimitError),
         (40304, RateLimitError),
         (40000, ServiceError),
-        (40305, ServiceError),
+        (40305, RequestTooLargeError),
         (50000, ServiceError),
     ],
 )
@@ -300,6 +390,10 @@ POLICY = RetryPolicy(timeout=1.0, max_retries=3, backoff=0.5, backoff_max=2.0, d
         (ServiceError("x", status=400), False),
         (ServiceError("x", status=404), False),
         (ServiceError("x", status=200, code=40305), False),
+        (RequestTooLargeError("x", status=413, code="validation"), False),
+        (ServedModelError("x", status=424, code="backend"), False),
+        (RateLimitError("x", status=429, code="overloaded"), True),
+        (ServiceError("x", status=503, code="unhealthy"), True),
         (AuthenticationError("x", status=401), False),
         (AuthenticationError("x", status=503, code=40132), False),
         (InvalidResponseError("x", status=200), False),

@@ -230,8 +230,8 @@ def test_results_are_sorted_and_mapped_back_by_index(
         assert type(doc.metadata[RELEVANCE_SCORE_KEY]) is float
         assert FALLBACK_KEY not in doc.metadata
     (request,) = by_index.requests
-    assert request.body["query"] == QUERY
-    assert request.body["documents"] == [d.page_content for d in docs]
+    assert request.query == QUERY
+    assert request.documents == [d.page_content for d in docs]
     assert "top_n" not in request.body
 
 
@@ -474,7 +474,7 @@ def test_rerank_reads_strings_dicts_and_documents(
     ]
     hosted().rerank(documents, QUERY)
     (request,) = rerank_server.requests
-    assert request.body["documents"] == [
+    assert request.documents == [
         "plain",
         "from a document",
         "the memory",

@@ -54,8 +54,8 @@ async def test_memos_backend(keyed_server: RerankServer) -> None:
     request = keyed_server.last
     assert request.path.endswith("/rerank")
     assert request.headers["authorization"] == f"Token {KEY}"
-    assert request.body["query"] == QUERY
-    assert request.body["documents"] == [d.page_content for d in docs]
+    assert request.query == QUERY
+    assert request.documents == [d.page_content for d in docs]
     assert request.body["model"] == "memos-reranker-0.6b"
     compressor.close()
 

@@ -68,8 +68,8 @@ async def test_query_engine_hosted(
     assert user_agents(server.requests) == ["httpx" if use_async else "requests"]
     scheme = "Token" if backend == "memos" else "Bearer"
     assert request.headers["authorization"] == f"{scheme} {SECRET}"
-    assert request.body["query"] == QUERY
-    assert request.body["documents"] == [
+    assert request.query == QUERY
+    assert request.documents == [
         n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in retrieved
     ]
     rerank.close()

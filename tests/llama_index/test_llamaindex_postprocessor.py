@@ -301,8 +301,8 @@ def test_reranks_and_maps_by_index(
 
     texts = texts_of(nodes)
     (request,) = rerank_server.requests
-    assert request.body["query"] == QUERY
-    assert request.body["documents"] == texts
+    assert request.query == QUERY
+    assert request.documents == texts
     assert "top_n" not in request.body
     assert len(out) == len(nodes)  # top_n=None keeps every node
     by_id = {n.node.node_id: n for n in nodes}
@@ -320,7 +320,7 @@ def test_text_is_the_embed_view(
     rerank_server: RerankServer, hosted_core: HostedCore, nodes: list[NodeWithScore]
 ) -> None:
     MemRerank(reranker=hosted_core()).postprocess_nodes(nodes[:1], query_str=QUERY)
-    (sent,) = rerank_server.last.body["documents"]
+    (sent,) = rerank_server.last.documents
     assert "source: chat-0" in sent  # metadata included, as for the embedding
     assert "not for the reranker" not in sent  # excluded_embed_metadata_keys respected
     assert nodes[0].node.get_content() in sent

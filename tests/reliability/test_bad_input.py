@@ -1,6 +1,7 @@
-"""Hostile and odd input on every surface, sync and async: each case gets a clear error naming
-the argument (in both ``on_error`` modes: a caller mistake is not an outage) or a correct
-result. Nothing crashes or hangs (pytest-timeout on every test)."""
+"""Hostile and odd input on every surface, sync and async, for every hosted dialect (MemOS,
+vLLM, TEI) and local weights: each case gets a clear error naming the argument (in both
+``on_error`` modes: a caller mistake is not an outage) or a correct result. Nothing crashes or
+hangs (pytest-timeout on every test)."""
 
 from __future__ import annotations
 
@@ -44,8 +45,18 @@ UNICODE_DOCS = [
 ]
 
 
-def hosted(server: RerankServer, **options: Any) -> dict[str, Any]:
-    return {"backend": "vllm", "base_url": server.url, "max_retries": 0, **options}
+DIALECTS = ("memos", "vllm", "tei")
+KEY = "sk-bad-input-0123456789"
+
+
+def hosted(server: RerankServer, dialect: str, **options: Any) -> dict[str, Any]:
+    return {
+        "backend": dialect,
+        "api_key": KEY,
+        "base_url": server.base_url(dialect),
+        "max_retries": 0,
+        **options,
+    }
 
 
 def expected(query: str, docs: list[str]) -> list[tuple[int, float]]:
@@ -64,13 +75,18 @@ BAD_QUERIES: list[tuple[Any, type[Exception]]] = [
 ]
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("on_error", ["fallback", "raise"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
 def test_bad_query_is_named(
-    rerank_server: RerankServer, surface: str, mode: str, on_error: str
+    rerank_server: RerankServer,
+    surface: str,
+    mode: str,
+    on_error: str,
+    dialect: str,
 ) -> None:
-    s = Surface(surface, **hosted(rerank_server, on_error=on_error))
+    s = Surface(surface, **hosted(rerank_server, dialect, on_error=on_error))
     for query, kind in BAD_QUERIES:
         with pytest.raises(kind, match="query"):
             s.call(mode, query, s.inputs(DOCS))
@@ -96,19 +112,25 @@ def bad_documents(s: Surface) -> list[tuple[Any, str]]:
     ]
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("on_error", ["fallback", "raise"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
 def test_bad_documents_are_named(
-    rerank_server: RerankServer, surface: str, mode: str, on_error: str
+    rerank_server: RerankServer,
+    surface: str,
+    mode: str,
+    on_error: str,
+    dialect: str,
 ) -> None:
-    s = Surface(surface, **hosted(rerank_server, on_error=on_error))
+    s = Surface(surface, **hosted(rerank_server, dialect, on_error=on_error))
     for documents, name in bad_documents(s):
         with pytest.raises(TypeError, match=name):
             s.call(mode, QUERY, documents)
     assert rerank_server.requests == []
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize(
     ("options", "name"),
     [
@@ -122,17 +144,24 @@ def test_bad_documents_are_named(
 )
 @pytest.mark.parametrize("surface", SURFACES)
 def test_bad_top_n_and_threshold_are_named(
-    rerank_server: RerankServer, surface: str, options: dict[str, Any], name: str
+    rerank_server: RerankServer,
+    surface: str,
+    options: dict[str, Any],
+    name: str,
+    dialect: str,
 ) -> None:
     with pytest.raises((TypeError, ValueError), match=name):
         # Integrations check at construction, the core at the call.
-        Surface(surface, **hosted(rerank_server), **options).run("sync", QUERY, DOCS)
+        Surface(surface, **hosted(rerank_server, dialect), **options).run("sync", QUERY, DOCS)
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
-def test_no_documents_no_call(rerank_server: RerankServer, surface: str, mode: str) -> None:
-    s = Surface(surface, **hosted(rerank_server))
+def test_no_documents_no_call(
+    rerank_server: RerankServer, surface: str, mode: str, dialect: str
+) -> None:
+    s = Surface(surface, **hosted(rerank_server, dialect))
     assert s.run(mode, QUERY, []) == []
     assert rerank_server.requests == []
 
@@ -140,26 +169,36 @@ def test_no_documents_no_call(rerank_server: RerankServer, surface: str, mode: s
 # --- Size: many documents, long documents, long queries ---------------------------------------
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
 def test_ten_thousand_documents_batched(
-    rerank_server: RerankServer, surface: str, mode: str
+    rerank_server: RerankServer,
+    surface: str,
+    mode: str,
+    dialect: str,
 ) -> None:
     rerank_server.default = Score(shuffle=True)
     docs = [
         f"memory {i}: the user drinks {('tea', 'coffee', 'water')[i % 3]}" for i in range(10_000)
     ]
-    s = Surface(surface, **hosted(rerank_server), max_documents_per_request=500)
+    s = Surface(
+        surface,
+        **hosted(rerank_server, dialect),
+        max_documents_per_request=500,
+        max_tokens_per_request=10**7,  # split by count only (tokens: test_http_batching.py)
+    )
     outs = s.run(mode, QUERY, docs)
     assert_ranked(outs, expected(QUERY, docs))
     assert len(rerank_server.requests) == 20
     assert [o.text for o in outs] == [docs[o.index] for o in outs]
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("mode", MODES)
-def test_ten_thousand_documents_top_n(rerank_server: RerankServer, mode: str) -> None:
+def test_ten_thousand_documents_top_n(rerank_server: RerankServer, mode: str, dialect: str) -> None:
     docs = [f"memory {i} about tea" for i in range(10_000)]
-    s = Surface("core", **hosted(rerank_server), top_n=10)
+    s = Surface("core", **hosted(rerank_server, dialect), top_n=10)
     assert_ranked(s.run(mode, QUERY, docs), expected(QUERY, docs)[:10])
 
 
@@ -172,21 +211,27 @@ def test_many_short_documents_local(tiny_reranker: MemReranker, mode: str) -> No
     assert outs == sorted(outs, key=lambda o: (-o.score, o.index))
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
 def test_huge_document_truncated_with_a_warning_over_http(
-    rerank_server: RerankServer, caplog: pytest.LogCaptureFixture, surface: str, mode: str
+    rerank_server: RerankServer,
+    caplog: pytest.LogCaptureFixture,
+    surface: str,
+    mode: str,
+    dialect: str,
 ) -> None:
     huge = "tea and memories " * 12_000  # 204,000 characters
     docs = ["green tea", huge, "coffee"]
-    s = Surface(surface, **hosted(rerank_server, max_tokens_per_request=100_000))  # 1 request
+    one_request = hosted(rerank_server, dialect, max_tokens_per_request=100_000)
+    s = Surface(surface, **one_request)
     caplog.set_level(logging.WARNING, logger="memreranker")
     caplog.clear()
     outs = s.run(mode, QUERY, docs)
-    sent = rerank_server.last.body["documents"]
+    sent = rerank_server.last.documents  # the caller's texts (inside the template, if any)
     assert sent[0] == "green tea" and sent[2] == "coffee"
     assert huge.startswith(sent[1]) and 0 < len(sent[1]) < len(huge)
-    assert estimate_tokens(sent[1]) <= 32_000
+    assert estimate_tokens(rerank_server.last.sent_documents[1]) <= 32_000  # as sent
     assert_ranked(outs, expected(QUERY, sent))
     assert outs[[o.index for o in outs].index(1)].text == huge  # the caller's text, uncut
     warnings = memreranker_warnings(caplog)
@@ -205,29 +250,39 @@ def test_huge_document_local(tiny_reranker: MemReranker, mode: str) -> None:
 LONG_QUERY = "What does the user drink " + "and what else do they like " * 400  # > 2k tokens
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
 def test_long_query_truncated_with_a_warning_over_http(
-    rerank_server: RerankServer, caplog: pytest.LogCaptureFixture, surface: str, mode: str
+    rerank_server: RerankServer,
+    caplog: pytest.LogCaptureFixture,
+    surface: str,
+    mode: str,
+    dialect: str,
 ) -> None:
     assert estimate_tokens(LONG_QUERY) > 2000
-    s = Surface(surface, **hosted(rerank_server))
+    s = Surface(surface, **hosted(rerank_server, dialect))
     caplog.set_level(logging.WARNING, logger="memreranker")
     caplog.clear()
     outs = s.run(mode, LONG_QUERY, DOCS)
-    sent = rerank_server.last.body["query"]
-    assert LONG_QUERY.startswith(sent) and estimate_tokens(sent) <= 2000
+    sent = rerank_server.last.query
+    assert LONG_QUERY.startswith(sent) and estimate_tokens(rerank_server.last.sent_query) <= 2000
     assert_ranked(outs, expected(sent, DOCS))
     assert len(memreranker_warnings(caplog)) == 1
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("on_error", ["fallback", "raise"])
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
 def test_long_query_without_truncation_is_a_caller_error(
-    rerank_server: RerankServer, surface: str, mode: str, on_error: str
+    rerank_server: RerankServer,
+    surface: str,
+    mode: str,
+    on_error: str,
+    dialect: str,
 ) -> None:
-    s = Surface(surface, **hosted(rerank_server, truncate=False, on_error=on_error))
+    s = Surface(surface, **hosted(rerank_server, dialect, truncate=False, on_error=on_error))
     with pytest.raises(InputTooLongError, match="max_query_tokens"):
         s.run(mode, LONG_QUERY, DOCS)
     with pytest.raises(InputTooLongError, match="max_document_tokens"):
@@ -245,16 +300,20 @@ def test_long_query_local(tiny_reranker: MemReranker, mode: str) -> None:
 # --- Unicode, control characters, duplicates ---------------------------------------------------
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
 def test_unicode_and_control_characters_over_http(
-    rerank_server: RerankServer, surface: str, mode: str
+    rerank_server: RerankServer,
+    surface: str,
+    mode: str,
+    dialect: str,
 ) -> None:
     rerank_server.default = Score(shuffle=True)
     query = "用户 喝 tea? 🍵 \x00 שותה"
-    outs = Surface(surface, **hosted(rerank_server)).run(mode, query, UNICODE_DOCS)
-    assert rerank_server.last.body["documents"] == UNICODE_DOCS  # sent byte for byte
-    assert rerank_server.last.body["query"] == query
+    outs = Surface(surface, **hosted(rerank_server, dialect)).run(mode, query, UNICODE_DOCS)
+    assert rerank_server.last.documents == UNICODE_DOCS  # sent byte for byte
+    assert rerank_server.last.query == query
     assert_ranked(outs, expected(query, UNICODE_DOCS))
     assert [o.text for o in outs] == [UNICODE_DOCS[o.index] for o in outs]
 
@@ -274,14 +333,19 @@ def test_unicode_and_control_characters_local(
     ]
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
 def test_duplicates_each_returned_once_in_input_order(
-    rerank_server: RerankServer, tiny_reranker: MemReranker, surface: str, mode: str
+    rerank_server: RerankServer,
+    tiny_reranker: MemReranker,
+    surface: str,
+    mode: str,
+    dialect: str,
 ) -> None:
     docs = ["tea", "coffee", "tea", "tea", "coffee", "water"]
     for s in (
-        Surface(surface, **hosted(rerank_server)),
+        Surface(surface, **hosted(rerank_server, dialect)),
         Surface(surface, reranker=tiny_reranker),
     ):
         outs = s.run(mode, QUERY, docs)
@@ -298,14 +362,18 @@ def assert_ties_in_input_order(outs: list[Out]) -> None:
     )
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("mode", MODES)
 def test_lone_surrogate_cannot_be_sent_and_falls_back(
-    rerank_server: RerankServer, caplog: pytest.LogCaptureFixture, mode: str
+    rerank_server: RerankServer,
+    caplog: pytest.LogCaptureFixture,
+    mode: str,
+    dialect: str,
 ) -> None:
     # Not valid Unicode: it cannot be encoded to UTF-8 for the request. A failure to score,
     # absorbed by the fallback like any other (documented, not a crash or a hang).
     docs = ["ok", "lone \ud800 surrogate"]
-    s = Surface("core", **hosted(rerank_server))
+    s = Surface("core", **hosted(rerank_server, dialect))
     caplog.set_level(logging.WARNING, logger="memreranker")
     assert_fallback(s.run(mode, QUERY, docs), docs)
     assert "UnicodeEncodeError" in memreranker_warnings(caplog)[0].getMessage()

@@ -352,10 +352,10 @@ def test_concurrent_callers_fail_fast_during_the_threaded_probe(
 
 @pytest.mark.parametrize("mode", MODES)
 def test_caller_errors_never_open_it(rerank_server: RerankServer, mode: str) -> None:
-    rr = hosted(rerank_server, on_error="raise", truncate=False, max_query_tokens=10)
+    rr = hosted(rerank_server, on_error="raise", truncate=False, max_query_tokens=120)
     for _ in range(4):
-        with pytest.raises(InputTooLongError):
-            rerank(rr, mode, "a query that is far too long for ten tokens", DOCS)
+        with pytest.raises(InputTooLongError):  # with the template's ~96 estimated tokens
+            rerank(rr, mode, "a query that is far too long for the limit " * 3, DOCS)
     rerank_server.default = vllm_error(400, "bad top_n")
     for _ in range(4):
         with pytest.raises(ServiceError):

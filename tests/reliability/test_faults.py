@@ -1,5 +1,5 @@
 """Every fault a rerank service or a local model can throw at a call, on every surface (core,
-LangChain, LlamaIndex), sync and async.
+LangChain, LlamaIndex), sync and async, and for services in every dialect (MemOS, vLLM, TEI).
 
 With ``on_error="fallback"`` (the default) each input comes back exactly once, in input order,
 score 0.0, flagged (``is_fallback`` / ``metadata["rerank_fallback"]``), with exactly one
@@ -40,6 +40,7 @@ from servers import (
     nan_score,
     retry_after,
     set_score,
+    tei_error,
     vllm_error,
     wrong_envelope,
 )
@@ -52,7 +53,9 @@ from memreranker import (
     MemRerankerError,
     ModelLoadError,
     RateLimitError,
+    RequestTooLargeError,
     RerankTimeoutError,
+    ServedModelError,
     ServiceConnectionError,
     ServiceError,
 )
@@ -81,7 +84,10 @@ class Fault:
     options: tuple[tuple[str, Any], ...] = ()
 
 
-HTTP_FAULTS: dict[str, Fault] = {
+DIALECTS = ("memos", "vllm", "tei")
+
+# Faults any service can show (a proxy in front of it, a broken deployment), every dialect.
+COMMON_FAULTS: dict[str, Fault] = {
     "http 500": Fault(vllm_error(500, "internal"), ServiceError, 500, 500, "internal", 2),
     "http 502 text": Fault(Reply(502, "Bad Gateway"), ServiceError, 502, None, "Bad Gateway", 2),
     "http 503": Fault(vllm_error(503, "overloaded"), ServiceError, 503, 503, "overloaded", 2),
@@ -105,6 +111,20 @@ HTTP_FAULTS: dict[str, Fault] = {
     "closed without reply": Fault(Close(), ServiceConnectionError, None, requests=2),
     "malformed json": Fault(malformed_json(), InvalidResponseError, 200),
     "wrong envelope": Fault(wrong_envelope(), InvalidResponseError, 200),
+    "missing results": Fault(missing_results(), InvalidResponseError, 200),
+    "index out of range": Fault(index_out_of_range(), InvalidResponseError, 200),
+    "duplicate index": Fault(duplicate_index(), InvalidResponseError, 200),
+    "nan score": Fault(nan_score(), InvalidResponseError, 200),
+    "score above 1": Fault(set_score(1.5), InvalidResponseError, 200),
+    "negative score": Fault(set_score(-0.25), InvalidResponseError, 200),
+    "score as string": Fault(set_score("0.3"), InvalidResponseError, 200),
+    "http 401": Fault(
+        Reply(401, {"error": "Unauthorized"}), AuthenticationError, 401, None, "Unauthorized"
+    ),
+}
+
+# The MemOS envelope's error codes (HTTP 200).
+MEMOS_FAULTS: dict[str, Fault] = {
     "code 40132": Fault(
         memos_error(40132, "API key invalid"), AuthenticationError, 200, 40132, "API key invalid"
     ),
@@ -119,20 +139,82 @@ HTTP_FAULTS: dict[str, Fault] = {
     "code 50000": Fault(
         memos_error(50000, "internal error"), ServiceError, 200, 50000, "internal error", 2
     ),
-    "missing results": Fault(missing_results(), InvalidResponseError, 200),
-    "index out of range": Fault(index_out_of_range(), InvalidResponseError, 200),
-    "duplicate index": Fault(duplicate_index(), InvalidResponseError, 200),
-    "nan score": Fault(nan_score(), InvalidResponseError, 200),
-    "score above 1": Fault(set_score(1.5), InvalidResponseError, 200),
-    "negative score": Fault(set_score(-0.25), InvalidResponseError, 200),
+    "code 40305": Fault(
+        memos_error(40305, "input exceeds token limit"),
+        RequestTooLargeError,
+        200,
+        40305,
+        "input exceeds token limit",
+    ),
 }
 
+# vLLM's (OpenAI-style) error bodies.
+VLLM_FAULTS: dict[str, Fault] = {
+    "vllm 400": Fault(vllm_error(400, "bad top_n"), ServiceError, 400, 400, "bad top_n"),
+    "vllm 413": Fault(
+        vllm_error(413, "too many tokens"), RequestTooLargeError, 413, 413, "too many tokens"
+    ),
+}
 
-def hosted(server: RerankServer, fault: Fault, **options: Any) -> dict[str, Any]:
+# TEI's {"error", "error_type"} bodies, with the statuses its router maps them to.
+TEI_FAULTS: dict[str, Fault] = {
+    "tei 413 batch size": Fault(
+        tei_error(413, "batch size 40 > maximum allowed batch size 32", "validation"),
+        RequestTooLargeError,
+        413,
+        "validation",
+        "batch size 40 > maximum allowed batch size 32",
+    ),
+    "tei 424 backend": Fault(
+        tei_error(424, "Inference failed", "backend"),
+        ServedModelError,
+        424,
+        "backend",
+        "Inference failed",
+    ),
+    "tei 429 overloaded": Fault(
+        tei_error(429, "Model is overloaded", "overloaded"),
+        RateLimitError,
+        429,
+        "overloaded",
+        "Model is overloaded",
+        2,
+    ),
+    "tei 422 tokenizer": Fault(
+        tei_error(422, "Tokenization error", "tokenizer"),
+        ServiceError,
+        422,
+        "tokenizer",
+        "Tokenization error",
+    ),
+    "tei 503 unhealthy": Fault(
+        tei_error(503, "unhealthy", "unhealthy"), ServiceError, 503, "unhealthy", "unhealthy", 2
+    ),
+    "tei 401 empty": Fault(
+        Reply(401), AuthenticationError, 401, None, "HTTP 401 with an empty body"
+    ),
+    "tei error with 200": Fault(
+        tei_error(200, "score is NaN", "backend"), ServiceError, 200, "backend", "score is NaN"
+    ),
+}
+
+HTTP_FAULTS: dict[str, dict[str, Fault]] = {
+    "memos": {**COMMON_FAULTS, **MEMOS_FAULTS},
+    "vllm": {**COMMON_FAULTS, **VLLM_FAULTS},
+    "tei": {**COMMON_FAULTS, **TEI_FAULTS},
+}
+CASES = [(dialect, name) for dialect in DIALECTS for name in sorted(HTTP_FAULTS[dialect])]
+CASE_IDS = [f"{dialect}-{name}" for dialect, name in CASES]
+
+
+def dialect_settings(server: RerankServer, dialect: str) -> dict[str, Any]:
+    """A backend of ``dialect`` calling ``server`` (a key everywhere: memos requires one)."""
+    return {"backend": dialect, "api_key": KEY, "base_url": server.base_url(dialect)}
+
+
+def hosted(server: RerankServer, dialect: str, fault: Fault, **options: Any) -> dict[str, Any]:
     return {
-        "backend": "memos",
-        "api_key": KEY,
-        "base_url": server.memos_base_url,
+        **dialect_settings(server, dialect),
         **FAST,
         **dict(fault.options),
         **options,
@@ -141,17 +223,18 @@ def hosted(server: RerankServer, fault: Fault, **options: Any) -> dict[str, Any]
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
-@pytest.mark.parametrize("name", sorted(HTTP_FAULTS))
+@pytest.mark.parametrize(("dialect", "name"), CASES, ids=CASE_IDS)
 def test_http_fault_falls_back(
     rerank_server: RerankServer,
     caplog: pytest.LogCaptureFixture,
+    dialect: str,
     name: str,
     surface: str,
     mode: str,
 ) -> None:
-    fault = HTTP_FAULTS[name]
+    fault = HTTP_FAULTS[dialect][name]
     rerank_server.default = fault.behaviour
-    s = Surface(surface, **hosted(rerank_server, fault))
+    s = Surface(surface, **hosted(rerank_server, dialect, fault))
     caplog.set_level(logging.WARNING, logger="memreranker")
     caplog.clear()
     outs = s.run(mode, QUERY, DOCS)
@@ -166,13 +249,13 @@ def test_http_fault_falls_back(
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
-@pytest.mark.parametrize("name", sorted(HTTP_FAULTS))
+@pytest.mark.parametrize(("dialect", "name"), CASES, ids=CASE_IDS)
 def test_http_fault_raises_typed_error(
-    rerank_server: RerankServer, name: str, surface: str, mode: str
+    rerank_server: RerankServer, dialect: str, name: str, surface: str, mode: str
 ) -> None:
-    fault = HTTP_FAULTS[name]
+    fault = HTTP_FAULTS[dialect][name]
     rerank_server.default = fault.behaviour
-    s = Surface(surface, **hosted(rerank_server, fault, on_error="raise"))
+    s = Surface(surface, **hosted(rerank_server, dialect, fault, on_error="raise"))
     with pytest.raises(fault.error) as info:
         s.run(mode, QUERY, DOCS)
     error = info.value
@@ -188,12 +271,13 @@ def test_http_fault_raises_typed_error(
     s.close()
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
 def test_connection_refused(
-    refused_url: str, caplog: pytest.LogCaptureFixture, surface: str, mode: str
+    refused_url: str, caplog: pytest.LogCaptureFixture, surface: str, mode: str, dialect: str
 ) -> None:
-    settings = {"backend": "vllm", "base_url": refused_url, **FAST}
+    settings = {"backend": dialect, "api_key": KEY, "base_url": refused_url, **FAST}
     s = Surface(surface, **settings)
     caplog.set_level(logging.WARNING, logger="memreranker")
     caplog.clear()
@@ -206,17 +290,21 @@ def test_connection_refused(
     assert refused_url.split("//")[1] in str(info.value)
 
 
+@pytest.mark.parametrize("dialect", DIALECTS)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
 def test_one_bad_batch_fails_the_whole_call(
-    rerank_server: RerankServer, caplog: pytest.LogCaptureFixture, surface: str, mode: str
+    rerank_server: RerankServer,
+    caplog: pytest.LogCaptureFixture,
+    surface: str,
+    mode: str,
+    dialect: str,
 ) -> None:
     # Two requests of two documents; one reply is invalid: no partial ranking, a fallback.
     rerank_server.script(Score(), index_out_of_range())
     s = Surface(
         surface,
-        backend="vllm",
-        base_url=rerank_server.url,
+        **dialect_settings(rerank_server, dialect),
         max_documents_per_request=2,
         **FAST,
     )

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from servers import RerankServer, Score, deterministic_score, running_server
+from servers import RerankServer, Score, deterministic_score, running_server, untemplate
 
 from memreranker import MemReranker, RerankResult
 
@@ -30,7 +30,7 @@ WORDS = ["tea", "Anna", "Berlin", "coffee", "用户", "🍵", "", " ", "with", "
 def rounded(body: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
     """A consistent server whose scores have one decimal: it ranks and cuts to ``top_n`` by
     the scores it reports, ties by index (as vLLM does), then shuffles the reply."""
-    docs = request["documents"]
+    docs = untemplate(request["query"], request["documents"]).documents  # the caller's texts
     results = [
         {"index": i, "document": {"text": d}, "relevance_score": score_of(d)}
         for i, d in enumerate(docs)

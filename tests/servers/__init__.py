@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from servers.rerank_server import (
     MEMOS_BASE_PATH,
+    TEI_BASE_PATH,
     Behaviour,
     Close,
     Drop,
     Hang,
+    Pair,
     RecordedRequest,
     Reply,
     RerankServer,
@@ -33,16 +35,20 @@ from servers.rerank_server import (
     retry_after,
     running_server,
     set_score,
+    tei_error,
+    untemplate,
     vllm_error,
     wrong_envelope,
 )
 
 __all__ = [
     "MEMOS_BASE_PATH",
+    "TEI_BASE_PATH",
     "Behaviour",
     "Close",
     "Drop",
     "Hang",
+    "Pair",
     "RecordedRequest",
     "RerankServer",
     "Reply",
@@ -60,6 +66,8 @@ __all__ = [
     "retry_after",
     "running_server",
     "set_score",
+    "tei_error",
+    "untemplate",
     "vllm_error",
     "wrong_envelope",
 ]

@@ -1,4 +1,4 @@
-"""A scriptable loopback rerank server speaking the MemOS and vLLM (and Cohere v2) protocols.
+"""A scriptable loopback rerank server speaking the MemOS, vLLM (and Cohere v2) and TEI protocols.
 
 A real HTTP/1.1 server (``ThreadingHTTPServer`` on 127.0.0.1, a free port, in a thread)
 so that clients are tested through their real transports, connection pools and timeouts.
@@ -9,6 +9,16 @@ Routes (POST, JSON):
   ``Authorization: Token <key>``; a wrong key gets HTTP 200 ``{"code": 40132, ...}``.
 * ``/rerank`` and ``/v1/rerank``: vLLM. Auth ``Bearer``; a wrong key gets HTTP 401.
 * ``/v2/rerank``: Cohere v2 (results carry ``index`` and ``relevance_score`` only).
+* ``/tei/rerank``: Hugging Face text-embeddings-inference (``{"query", "texts", ...}`` in, a
+  bare list of ``{"index", "score"}`` out, best first). Auth ``Bearer``; a wrong key gets
+  HTTP 401 with an empty body, a malformed body HTTP 422 ``{"error", "error_type"}``.
+
+Texts wrapped in the MemReranker prompt template (``prompt_format="qwen3"``: the query as
+``PREFIX + <Instruct>/<Query> lines``, each document as ``<Document> line + SUFFIX``) are
+scored on the pair they wrap, as a served reranker would read them, so that a test's
+expected scores do not depend on the prompt format; :attr:`RecordedRequest.query` and
+:attr:`RecordedRequest.documents` give that pair, :attr:`RecordedRequest.body` what was
+sent. A request whose query and documents disagree about the template gets HTTP 400.
 
 Every request is recorded (:attr:`RerankServer.requests`). What the server does is a queue
 of behaviours (:meth:`RerankServer.script`), one per request; when the queue is empty it
@@ -38,10 +48,49 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from memreranker.local.prompt import PREFIX, SUFFIX
+
 MEMOS_PREFIX = "/api/openmem/"
 MEMOS_BASE_PATH = "/api/openmem/v1"
+TEI_BASE_PATH = "/tei"
+_QUERY_HEAD = "<Instruct>: "
+_QUERY_SEP = "\n<Query>: "
+_DOCUMENT_HEAD = "<Document>: "
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Pair:
+    """What a request asks to score, with the prompt template (if any) taken off."""
+
+    query: str
+    documents: list[str]
+    instruction: str | None
+    """The ``<Instruct>`` line of a templated request; ``None`` for plain texts."""
+
+    @property
+    def templated(self) -> bool:
+        return self.instruction is not None
+
+
+def untemplate(query: str, documents: list[str]) -> Pair:
+    """The caller's query and documents inside the MemReranker template, or the texts as
+    they are when the request is plain. ``ValueError`` when only some texts are templated,
+    or the template is malformed (a client bug a real server would score silently)."""
+    docs_templated = [d.startswith(_DOCUMENT_HEAD) and d.endswith(SUFFIX) for d in documents]
+    if not query.startswith(PREFIX):
+        if any(docs_templated):
+            raise ValueError("documents are templated but the query is not")
+        return Pair(query, list(documents), None)
+    if not all(docs_templated):
+        raise ValueError("the query is templated but not every document is")
+    body = query[len(PREFIX) :]
+    if not (body.startswith(_QUERY_HEAD) and _QUERY_SEP in body and body.endswith("\n")):
+        raise ValueError(f"malformed templated query: {body[:80]!r}")
+    instruction, inner = body[len(_QUERY_HEAD) : -1].split(_QUERY_SEP, 1)
+    inner_docs = [d[len(_DOCUMENT_HEAD) : len(d) - len(SUFFIX)] for d in documents]
+    return Pair(inner, inner_docs, instruction)
 
 
 def deterministic_score(query: str, document: str) -> float:
@@ -73,6 +122,9 @@ class Score:
         mutate: Gets the reply body (a dict) and the request body; returns the body to send
             (tamper with indices, scores, the envelope...).
         headers: Extra response headers.
+        model: Scores the strings exactly as sent, ``model(query, document)``, instead of
+            :func:`deterministic_score` on the pair inside the template: a stand-in for a
+            real served model (which reads what it is sent, template or not).
     """
 
     shuffle: bool = False
@@ -82,6 +134,7 @@ class Score:
     delay: float = 0.0
     mutate: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
+    model: Callable[[str, str], float] | None = None
 
 
 @dataclass
@@ -119,6 +172,11 @@ Behaviour = Score | Reply | Hang | Drop | Close
 def memos_error(code: int, message: str = "error", status: int = 200) -> Reply:
     """A MemOS error envelope, by default with HTTP 200 as the MemOS cloud does."""
     return Reply(status, {"code": code, "message": message, "data": None})
+
+
+def tei_error(status: int, message: str = "error", error_type: str = "backend") -> Reply:
+    """A TEI error body: ``{"error": message, "error_type": ...}``."""
+    return Reply(status, {"error": message, "error_type": error_type})
 
 
 def vllm_error(
@@ -162,13 +220,19 @@ def malformed_json() -> Reply:
     )
 
 
-def _results(body: dict[str, Any]) -> list[dict[str, Any]]:
+def _results(body: Any) -> list[dict[str, Any]]:
+    if isinstance(body, list):  # TEI
+        return body
     return body["data"]["results"] if "data" in body else body["results"]
 
 
+def _score_key(item: dict[str, Any]) -> str:
+    return "score" if "score" in item else "relevance_score"
+
+
 def _tamper(fn: Callable[[list[dict[str, Any]], int], None]) -> Score:
-    def mutate(body: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
-        fn(_results(body), len(request["documents"]))
+    def mutate(body: Any, request: dict[str, Any]) -> Any:
+        fn(_results(body), len(request.get("documents", request.get("texts", []))))
         return body
 
     return Score(mutate=mutate)
@@ -197,7 +261,7 @@ def duplicate_index() -> Score:
 
 def nan_score() -> Score:
     def fn(results: list[dict[str, Any]], n: int) -> None:
-        results[0]["relevance_score"] = float("nan")
+        results[0][_score_key(results[0])] = float("nan")
 
     return _tamper(fn)
 
@@ -206,7 +270,7 @@ def set_score(value: Any) -> Score:
     """Replace the first result's score (inf, 1.5, "0.3", True...)."""
 
     def fn(results: list[dict[str, Any]], n: int) -> None:
-        results[0]["relevance_score"] = value
+        results[0][_score_key(results[0])] = value
 
     return _tamper(fn)
 
@@ -227,7 +291,7 @@ def missing_results() -> Reply:
 def wrong_envelope() -> Score:
     """Results under an unknown key."""
 
-    def mutate(body: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    def mutate(body: Any, request: dict[str, Any]) -> dict[str, Any]:
         return {"output": {"ranking": _results(body)}}
 
     return Score(mutate=mutate)
@@ -249,6 +313,33 @@ class RecordedRequest:
     client_address: tuple[str, int] | None = None
     """The client's ``(host, port)``: one port for several requests means one kept-alive
     connection (a reused pool); ``None`` when unknown."""
+
+    @property
+    def pair(self) -> Pair:
+        """The texts to score, template taken off (:func:`untemplate`)."""
+        assert isinstance(self.body, dict), f"not a JSON object: {self.raw[:80]!r}"
+        return untemplate(self.sent_query, self.sent_documents)
+
+    @property
+    def query(self) -> str:
+        """The caller's query, as the client had it before any template."""
+        return self.pair.query
+
+    @property
+    def sent_query(self) -> str:
+        """The query string as sent (templated, if it was)."""
+        return str(self.body["query"])
+
+    @property
+    def sent_documents(self) -> list[str]:
+        """The document strings as sent (``documents``, or TEI's ``texts``)."""
+        body = self.body
+        return list(body["texts"] if "texts" in body else body["documents"])
+
+    @property
+    def documents(self) -> list[str]:
+        """The caller's documents (TEI ``texts`` too), before any template."""
+        return self.pair.documents
 
 
 class RerankServer:
@@ -314,6 +405,15 @@ class RerankServer:
     def memos_base_url(self) -> str:
         """The MemOS ``base_url`` (``.../api/openmem/v1``)."""
         return self.url + MEMOS_BASE_PATH
+
+    @property
+    def tei_base_url(self) -> str:
+        """The TEI ``base_url`` (``.../tei``; the client appends ``/rerank``)."""
+        return self.url + TEI_BASE_PATH
+
+    def base_url(self, dialect: str) -> str:
+        """The ``base_url`` of ``dialect`` ("memos", "vllm" or "tei") on this server."""
+        return {"memos": self.memos_base_url, "vllm": self.url, "tei": self.tei_base_url}[dialect]
 
     # -- scripting ---------------------------------------------------------------------------
 
@@ -428,8 +528,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._score(behaviour, request)
 
     def _score(self, behaviour: Score, request: RecordedRequest) -> None:
-        server = self.rerank_server
         path = request.path
+        if path == TEI_BASE_PATH + "/rerank":
+            self._score_tei(behaviour, request)
+            return
+        server = self.rerank_server
         memos = path.startswith(MEMOS_PREFIX)
         if not (
             path.endswith("/rerank") and (memos or path in ("/rerank", "/v1/rerank", "/v2/rerank"))
@@ -447,11 +550,12 @@ class _Handler(BaseHTTPRequestHandler):
                     self._send_json(401, {"error": "Unauthorized"})
                 return
         body = request.body
-        if (
-            not isinstance(body, dict)
-            or not isinstance(body.get("query"), str)
-            or not isinstance(body.get("documents"), list)
-        ):
+        try:
+            pair = self._pair(request, "documents")
+        except ValueError as exc:
+            self._send_json(400, {"error": {"message": str(exc), "type": "BadRequestError"}})
+            return
+        if pair is None:
             if memos:
                 self._send_json(200, {"code": 40002, "message": "query and documents are required"})
             else:
@@ -467,14 +571,19 @@ class _Handler(BaseHTTPRequestHandler):
                     },
                 )
             return
-        query, documents = body["query"], body["documents"]
+        assert isinstance(body, dict)
+        documents = body["documents"]
         cohere = path == "/v2/rerank"
         results = []
         for i, doc in enumerate(documents):
             item: dict[str, Any] = {"index": i}
             if behaviour.echo and not cohere:
                 item["document"] = {"text": doc}
-            item["relevance_score"] = deterministic_score(query, str(doc))
+            item["relevance_score"] = (
+                behaviour.model(body["query"], doc)
+                if behaviour.model is not None
+                else deterministic_score(pair.query, pair.documents[i])
+            )
             results.append(item)
         results.sort(key=lambda r: (-r["relevance_score"], r["index"]))
         top_n = body.get("top_n")
@@ -497,6 +606,60 @@ class _Handler(BaseHTTPRequestHandler):
             reply = {"code": behaviour.code, "message": "ok", "data": reply}
         sent = behaviour.mutate(reply, body) if behaviour.mutate is not None else reply
         self._send(200, sent, behaviour.headers)
+
+    def _score_tei(self, behaviour: Score, request: RecordedRequest) -> None:
+        server = self.rerank_server
+        if server.api_key is not None:
+            if request.headers.get("authorization") != f"Bearer {server.api_key}":
+                self._send(401, None, {})  # TEI's auth layer: a bare 401
+                return
+        body = request.body
+        try:
+            pair = self._pair(request, "texts")
+        except ValueError as exc:
+            self._send_json(400, {"error": str(exc), "error_type": "validation"})
+            return
+        if pair is None or not isinstance(body, dict):
+            self._send_json(
+                422, {"error": "missing field `query` or `texts`", "error_type": "validation"}
+            )
+            return
+        if not pair.documents:
+            self._send_json(413, {"error": "`texts` cannot be empty", "error_type": "validation"})
+            return
+        sent = body["texts"]
+        results = [
+            {
+                "index": i,
+                "score": behaviour.model(body["query"], sent[i])
+                if behaviour.model is not None
+                else deterministic_score(pair.query, doc),
+            }
+            for i, doc in enumerate(pair.documents)
+        ]
+        results.sort(key=lambda r: (-r["score"], r["index"]))
+        if body.get("return_text"):
+            for item in results:
+                item["text"] = body["texts"][item["index"]]
+        if behaviour.shuffle:
+            server._shuffle(results)
+        if behaviour.delay:
+            server._wait(behaviour.delay)
+        sent = behaviour.mutate(results, body) if behaviour.mutate is not None else results
+        self._send(200, sent, behaviour.headers)
+
+    def _pair(self, request: RecordedRequest, field: str) -> Pair | None:
+        """The texts of a well-formed request, ``None`` for a malformed one. ``ValueError``
+        when the query and documents disagree about the template."""
+        body = request.body
+        if (
+            not isinstance(body, dict)
+            or not isinstance(body.get("query"), str)
+            or not isinstance(body.get(field), list)
+            or not all(isinstance(d, str) for d in body[field])
+        ):
+            return None
+        return untemplate(body["query"], body[field])
 
     # -- writing -----------------------------------------------------------------------------
 

@@ -61,6 +61,18 @@ class RateLimitError(ServiceError):
     """The service refused the call for rate or quota reasons."""
 
 
+class RequestTooLargeError(ServiceError):
+    """The service refused the request as too large: HTTP 413 (TEI: more texts than its
+    ``--max-client-batch-size``, or an input over the model's length with truncation off),
+    or MemOS code 40305. Lower ``max_documents_per_request`` / ``max_tokens_per_request``
+    or the input limits; retrying the same request cannot help."""
+
+
+class ServedModelError(ServiceError):
+    """The server is up but its model failed on the request: HTTP 424 (TEI's "backend"
+    errors, a NaN score, a model that is not a reranker). Not retried."""
+
+
 class RerankTimeoutError(ServiceError):
     """The service did not answer within the timeout or the call's deadline."""
 

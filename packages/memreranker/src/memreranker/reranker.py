@@ -31,8 +31,8 @@ class MemReranker:
 
     Args:
         backend: ``"local"`` (weights on this machine, needs ``memreranker[local]``),
-            ``"memos"`` (the hosted MemOS rerank API) or ``"vllm"`` (a vLLM/Cohere-style
-            rerank server).
+            ``"memos"`` (the hosted MemOS rerank API), ``"vllm"`` (a vLLM/Cohere-style
+            rerank server) or ``"tei"`` (text-embeddings-inference).
         model: A Hub id or directory for ``"local"`` (default
             ``IAAR-Shanghai/MemReranker-4B``); the served model name otherwise.
         fallback: Another ``MemReranker`` tried when this one fails (hosted first, local
@@ -40,9 +40,10 @@ class MemReranker:
         **options: Any field of :class:`memreranker.settings.RerankerSettings`, e.g.
             ``instruction``, ``on_error`` (``"fallback"`` or ``"raise"``); local:
             ``device``, ``dtype``, ``batch_size``, ``max_length``, ``engine``; HTTP:
-            ``api_key``, ``base_url``, ``timeout``, ``max_retries``, ``deadline``, batching
-            and circuit-breaker limits; any backend: ``score_cache_size``. Each field's
-            description says what it does. Unknown or invalid options raise ``ValueError``.
+            ``api_key``, ``base_url``, ``prompt_format``, ``timeout``, ``max_retries``,
+            ``deadline``, batching and circuit-breaker limits; any backend:
+            ``score_cache_size``. Each field's description says what it does. Unknown or
+            invalid options raise ``ValueError``.
 
     The local model loads on the first call (or on :meth:`load`), not at construction, so
     that a missing model becomes a fallback at call time like any other outage.

@@ -9,10 +9,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
-Backend = Literal["local", "memos", "vllm"]
+Backend = Literal["local", "memos", "vllm", "tei"]
 OnError = Literal["fallback", "raise"]
+PromptFormat = Literal["qwen3", "plain"]
+
+SERVED_BACKENDS = ("vllm", "tei")
+"""Backends that take ``prompt_format``: servers that score what the client sends."""
+DEFAULT_PROMPT_FORMAT: dict[str, PromptFormat] = {"vllm": "qwen3", "tei": "plain"}
+DEFAULT_MAX_DOCUMENTS_PER_REQUEST = {"memos": 100, "vllm": 100, "tei": 32}
 
 DEFAULT_LOCAL_MODEL = "IAAR-Shanghai/MemReranker-4B"
 DEFAULT_MEMOS_MODEL = "memos-reranker-0.6b"
@@ -27,17 +33,29 @@ class RerankerSettings(BaseModel):
     backend: Backend = Field(
         default="local",
         description='Where scores come from: "local" weights, the hosted "memos" API, '
-        'or a "vllm" (or Cohere-v2-shaped) rerank server.',
+        'a "vllm" (or Cohere-v2-shaped) rerank server, or a Hugging Face '
+        'text-embeddings-inference ("tei") server.',
     )
     model: str | None = Field(
         default=None,
         description="Local: a Hub id or a directory (default IAAR-Shanghai/MemReranker-4B). "
-        "memos: memos-reranker-0.6b (default) or memos-reranker-4b. vllm: the served name.",
+        "memos: memos-reranker-0.6b (default) or memos-reranker-4b. vllm: the served name. "
+        "tei: a label for logs only (a TEI server serves one model; nothing is sent).",
     )
     instruction: str | None = Field(
         default=None,
-        description="The <Instruct> line of the prompt (local backend). None uses the model "
-        "card's default web-search instruction.",
+        description="The <Instruct> line of the prompt (local backend, and vllm/tei with "
+        'prompt_format="qwen3"). None uses the model card\'s default web-search instruction.',
+    )
+    prompt_format: PromptFormat | None = Field(
+        default=None,
+        description='vllm and tei: how the texts are sent. "qwen3": the query as the model '
+        "card's system prefix + <Instruct>/<Query> lines, each document as its <Document> "
+        "line + the card's suffix, so that the server, which scores the query string followed "
+        "by the document string, scores the card's prompt (vLLM serving a Qwen3-Reranker-style "
+        'checkpoint with is_original_qwen3_reranker, or a seq-cls conversion on TEI). "plain": '
+        "the texts as given (servers that apply a template themselves, cross-encoders). None: "
+        '"qwen3" for vllm, "plain" for tei.',
     )
     on_error: OnError = Field(
         default="fallback",
@@ -102,23 +120,29 @@ class RerankerSettings(BaseModel):
     retry_backoff_max: float = Field(
         default=8.0, ge=0, description="Cap of one backoff wait (seconds)."
     )
-    max_documents_per_request: int = Field(
-        default=100,
+    max_documents_per_request: int | None = Field(
+        default=None,
         ge=1,
         description="Longer document lists are split across requests (scores merged, sorted "
-        "globally).",
+        "globally). None: 100 (memos, vllm), 32 (tei: its default --max-client-batch-size).",
     )
     max_tokens_per_request: int = Field(
         default=8000,
         ge=1,
-        description="Approximate token budget of the documents of one request (the MemOS "
-        "documented cap is 8k); a list over it is split across requests.",
+        description="Approximate token budget of the documents of one request, as sent "
+        '(templated, with prompt_format="qwen3"; the MemOS documented cap is 8k); a list '
+        "over it is split across requests.",
     )
     max_query_tokens: int = Field(
-        default=2000, ge=1, description="Approximate token limit of the query (MemOS: 2k)."
+        default=2000,
+        ge=1,
+        description="Approximate token limit of the query as sent, template included (MemOS: 2k).",
     )
     max_document_tokens: int = Field(
-        default=32000, ge=1, description="Approximate token limit of one document (MemOS: 32k)."
+        default=32000,
+        ge=1,
+        description="Approximate token limit of one document as sent, template included "
+        "(MemOS: 32k).",
     )
     truncate: bool = Field(
         default=True,
@@ -140,6 +164,28 @@ class RerankerSettings(BaseModel):
         gt=0,
         description="Seconds an open circuit fails fast before letting a probe call through.",
     )
+
+    @model_validator(mode="after")
+    def _check_prompt_format(self) -> RerankerSettings:
+        if self.prompt_format is not None and self.backend not in SERVED_BACKENDS:
+            raise ValueError(
+                f"prompt_format applies to the vllm and tei backends, not {self.backend!r} "
+                "(local weights always use the model card's prompt; the MemOS API formats "
+                "its own)"
+            )
+        return self
+
+    def resolved_prompt_format(self) -> PromptFormat | None:
+        """``prompt_format`` after the backend's default (``None`` for local and memos)."""
+        if self.prompt_format is not None:
+            return self.prompt_format
+        return DEFAULT_PROMPT_FORMAT.get(self.backend)
+
+    def resolved_max_documents_per_request(self) -> int:
+        """``max_documents_per_request`` after the backend's default."""
+        if self.max_documents_per_request is not None:
+            return self.max_documents_per_request
+        return DEFAULT_MAX_DOCUMENTS_PER_REQUEST.get(self.backend, 100)
 
     def resolved_model(self) -> str | None:
         """The model name after applying the backend's default."""

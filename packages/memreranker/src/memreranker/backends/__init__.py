@@ -25,7 +25,7 @@ def _create(settings: RerankerSettings) -> Backend:
         from memreranker.local.backend import LocalBackend
 
         return LocalBackend(settings)
-    if settings.backend in ("memos", "vllm"):
+    if settings.backend in ("memos", "vllm", "tei"):
         from memreranker.http.backend import HTTPBackend
 
         return HTTPBackend(settings)

@@ -1,5 +1,5 @@
-"""Hosted rerank backends over HTTP: the MemOS cloud API (``memos``) and vLLM-style servers
-(``vllm``, Cohere-v2-shaped replies accepted).
+"""Hosted rerank backends over HTTP: the MemOS cloud API (``memos``), vLLM-style servers
+(``vllm``, Cohere-v2-shaped replies accepted) and text-embeddings-inference (``tei``).
 
 Layout (httpx-style: the protocol knows nothing of sockets, the transports nothing of rerank):
 
@@ -7,6 +7,8 @@ Layout (httpx-style: the protocol knows nothing of sockets, the transports nothi
   validation, error mapping. Pure functions.
 * :mod:`~memreranker.http.retry`: the retry policy and the attempt loop as a generator of
   send/sleep steps, shared by both transports.
+* :mod:`~memreranker.http.templates`: what the texts say on the wire (``prompt_format``:
+  the model card's template, from :mod:`memreranker.local.prompt`, or plain).
 * :mod:`~memreranker.http.batching`: token estimates, truncation, splitting and merging.
 * :mod:`~memreranker.http.sync_transport` (``requests``) and
   :mod:`~memreranker.http.async_transport` (``httpx``, one client per event loop).

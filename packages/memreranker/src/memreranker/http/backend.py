@@ -1,10 +1,13 @@
-"""The hosted backends: ``memos`` (the MemOS cloud API) and ``vllm`` (vLLM/Cohere-style servers).
+"""The hosted backends: ``memos`` (the MemOS cloud API), ``vllm`` (vLLM/Cohere-style servers)
+and ``tei`` (Hugging Face text-embeddings-inference).
 
-One :class:`HTTPBackend` serves both; the dialect decides the URL, the auth header and the
-defaults. Per call it fits the input into the service's limits, splits long lists into
-requests, runs each request through the shared retry loop (sync: one after the other over a
-``requests`` pool; async: concurrently, at most ``max_concurrency`` at a time, over the
-running loop's ``httpx`` pool), and merges the scores back onto the caller's indices (the facade
+One :class:`HTTPBackend` serves all three; the dialect decides the URL, the auth header, the
+wire format and the defaults. Per call it fits the input into the service's limits (counting
+the prompt template of ``prompt_format``, vllm and tei: :mod:`~memreranker.http.templates`),
+wraps it in that template, splits long lists into requests, runs each request through the
+shared retry loop (sync: one after the other over a ``requests`` pool; async: concurrently, at
+most ``max_concurrency`` at a time, over the running loop's ``httpx`` pool), and merges the
+scores back onto the caller's indices (the facade
 sorts and cuts, as for every backend). Each call goes through the backend's circuit breaker
 (:mod:`~memreranker.http.circuit`): after repeated failures it fails fast for a cool-down.
 """
@@ -24,6 +27,7 @@ from memreranker.http.protocol import Dialect, Endpoint
 from memreranker.http.retry import RetryPolicy, exchange
 from memreranker.http.sync_transport import SyncTransport
 from memreranker.http.sync_transport import run as run_sync
+from memreranker.http.templates import Template
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
 from memreranker.settings import RerankerSettings
@@ -38,8 +42,9 @@ def resolve_endpoint(settings: RerankerSettings) -> Endpoint:
     """Where to call, from the settings and (for ``memos``) the environment.
 
     Raises:
-        ValueError: a missing key (memos), a missing ``base_url`` (vllm), a malformed URL or
-            a key with whitespace or control characters inside. The key is never echoed.
+        ValueError: a missing key (memos), a missing ``base_url`` (vllm, tei), a malformed
+            URL or a key with whitespace or control characters inside. The key is never
+            echoed.
     """
     dialect: Dialect
     if settings.backend == "memos":
@@ -73,6 +78,16 @@ def resolve_endpoint(settings: RerankerSettings) -> Endpoint:
         key = _key(settings, env=None)
         url = protocol.vllm_url(settings.base_url)
         model = settings.model
+    elif settings.backend == "tei":
+        dialect = "tei"
+        if not settings.base_url:
+            raise ValueError(
+                "backend='tei' needs base_url, the server root (e.g. http://localhost:8080; "
+                "/rerank is appended) or the full rerank endpoint URL"
+            )
+        key = _key(settings, env=None)
+        url = protocol.tei_url(settings.base_url)
+        model = settings.model
     else:
         raise ValueError(f"backend {settings.backend!r} is not an HTTP backend")
     if protocol.is_insecure_remote(url):
@@ -83,7 +98,7 @@ def resolve_endpoint(settings: RerankerSettings) -> Endpoint:
             protocol.redact_url(url),
             " and the API key" if key else "",
         )
-    return Endpoint(dialect=dialect, url=url, model=model, api_key=key)
+    return Endpoint(dialect=dialect, url=url, model=model, api_key=key, truncate=settings.truncate)
 
 
 def _key(settings: RerankerSettings, *, env: str | None) -> str | None:
@@ -107,6 +122,11 @@ class HTTPBackend:
         self._endpoint = resolve_endpoint(settings)
         self._policy = RetryPolicy.from_settings(settings)
         self._limits = batching.Limits.from_settings(settings)
+        self._template = Template(settings.resolved_prompt_format() or "plain")
+        # Settings that leave no room for any text fail now, not at the first call.
+        batching.fit_inputs(
+            "", [], self._limits, where=self.name, **self._overhead(settings.instruction)
+        )
         self._max_concurrency = settings.max_concurrency
         # Shared by every call of this instance: concurrent arerank calls (64 at once, say)
         # each take a connection. httpcore's pool bookkeeping costs CPU in (requests in
@@ -233,13 +253,31 @@ class HTTPBackend:
     def _plan(
         self, query: str, documents: Sequence[str], instruction: str | None
     ) -> tuple[str, list[str], list[range]]:
-        if instruction is not None and not self._warned_instruction:
-            self._warned_instruction = True
-            logger.warning(
-                "%s: the rerank API takes no instruction; the instruction is ignored", self.name
-            )
-        query, docs = batching.fit_inputs(query, documents, self._limits, where=self.name)
+        """The query and documents as sent (fitted, then templated) and their batches."""
+        template = self._template
+        if instruction is not None and not template.uses_instruction:
+            if not self._warned_instruction:
+                self._warned_instruction = True
+                logger.warning(
+                    "%s: %s; the instruction is ignored",
+                    self.name,
+                    "the MemOS API takes no instruction"
+                    if self._endpoint.dialect == "memos"
+                    else 'prompt_format="plain" sends the texts as given',
+                )
+        query, docs = batching.fit_inputs(
+            query, documents, self._limits, where=self.name, **self._overhead(instruction)
+        )
+        query = template.query(instruction, query)
+        docs = [template.document(doc) for doc in docs]
         return query, docs, batching.plan_batches(docs, self._limits)
+
+    def _overhead(self, instruction: str | None) -> dict[str, int]:
+        template = self._template
+        return {
+            "query_overhead": template.query_overhead(instruction),
+            "document_overhead": template.document_overhead,
+        }
 
     # -- lifecycle -------------------------------------------------------------------------
 

@@ -50,7 +50,7 @@ class Limits:
     @classmethod
     def from_settings(cls, settings: RerankerSettings) -> Limits:
         return cls(
-            max_documents_per_request=settings.max_documents_per_request,
+            max_documents_per_request=settings.resolved_max_documents_per_request(),
             max_tokens_per_request=settings.max_tokens_per_request,
             max_query_tokens=settings.max_query_tokens,
             max_document_tokens=settings.max_document_tokens,
@@ -59,44 +59,69 @@ class Limits:
 
 
 def fit_inputs(
-    query: str, documents: Sequence[str], limits: Limits, *, where: str
+    query: str,
+    documents: Sequence[str],
+    limits: Limits,
+    *,
+    where: str,
+    query_overhead: int = 0,
+    document_overhead: int = 0,
 ) -> tuple[str, list[str]]:
-    """Truncate (with a warning) or reject a query or documents over their token limits."""
-    if estimate_tokens(query) > limits.max_query_tokens:
+    """Truncate (with a warning) or reject a query or documents over their token limits.
+
+    The limits apply to the texts as sent: ``query_overhead`` / ``document_overhead`` are
+    the estimated tokens a prompt template will add around them, so the caller's own text
+    gets what is left (and only the caller's text is ever cut, never the template).
+    """
+    query_room = limits.max_query_tokens - query_overhead
+    document_room = limits.max_document_tokens - document_overhead
+    if query_room < 1 or document_room < 1:
+        raise InputTooLongError(
+            f"the prompt template (and instruction) take about {query_overhead} tokens of "
+            f"max_query_tokens={limits.max_query_tokens} and {document_overhead} of "
+            f"max_document_tokens={limits.max_document_tokens}, leaving no room for the "
+            "text: raise the limits, shorten the instruction or use prompt_format='plain'"
+        )
+    added = " with the prompt template" if query_overhead or document_overhead else ""
+    if estimate_tokens(query) > query_room:
+        size = estimate_tokens(query) + query_overhead
         if not limits.truncate:
             raise InputTooLongError(
-                f"the query is about {estimate_tokens(query)} tokens, over max_query_tokens="
+                f"the query is about {size} tokens{added}, over max_query_tokens="
                 f"{limits.max_query_tokens}; shorten it or set truncate=True"
             )
         logger.warning(
-            "%s: query over max_query_tokens=%d (about %d tokens), truncated",
+            "%s: query over max_query_tokens=%d (about %d tokens%s), truncated",
             where,
             limits.max_query_tokens,
-            estimate_tokens(query),
+            size,
+            added,
         )
-        query = truncate_text(query, limits.max_query_tokens)
+        query = truncate_text(query, query_room)
     docs = list(documents)
-    long = [i for i, d in enumerate(docs) if estimate_tokens(d) > limits.max_document_tokens]
+    long = [i for i, d in enumerate(docs) if estimate_tokens(d) > document_room]
     if long:
         if not limits.truncate:
             raise InputTooLongError(
                 f"documents {long[:10]} are over max_document_tokens="
-                f"{limits.max_document_tokens}; shorten them or set truncate=True"
+                f"{limits.max_document_tokens}{added}; shorten them or set truncate=True"
             )
         logger.warning(
-            "%s: %d document(s) over max_document_tokens=%d truncated (indices %s)",
+            "%s: %d document(s) over max_document_tokens=%d%s truncated (indices %s)",
             where,
             len(long),
             limits.max_document_tokens,
+            added,
             long[:10],
         )
         for i in long:
-            docs[i] = truncate_text(docs[i], limits.max_document_tokens)
+            docs[i] = truncate_text(docs[i], document_room)
     return query, docs
 
 
 def plan_batches(documents: Sequence[str], limits: Limits) -> list[range]:
-    """Consecutive slices of ``documents``, each within the per-request count and token budget.
+    """Consecutive slices of ``documents`` (as sent: templated, if they are), each within the
+    per-request count and token budget.
 
     A single document larger than the token budget travels alone.
     """

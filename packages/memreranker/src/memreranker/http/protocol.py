@@ -4,7 +4,7 @@ Both transports (``requests`` for sync calls, ``httpx`` for async ones) only mov
 everything they send is built by :func:`build_request` and everything they receive is judged
 by :func:`parse_reply`, so the two paths cannot drift apart.
 
-Two dialects are spoken:
+Three dialects are spoken:
 
 ``memos``
     The hosted MemOS API: ``POST {base}/rerank``, ``Authorization: Token <key>``. Replies
@@ -15,6 +15,15 @@ Two dialects are spoken:
     Any server speaking vLLM's rerank protocol (``/v1/rerank``) or Cohere v2's (results with
     ``index`` and ``relevance_score`` only). ``Authorization: Bearer <key>`` only when a key
     is set.
+``tei``
+    Hugging Face text-embeddings-inference: ``POST {base}/rerank`` with ``{"query", "texts",
+    "truncate", "raw_scores": false}``; the reply is a bare JSON list of ``{"index",
+    "score"}`` in any order (every text, there is no ``top_n``); errors are ``{"error",
+    "error_type"}`` (413 too large, 422 tokenizer, 424 model, 429 overloaded, 503
+    unhealthy). ``Authorization: Bearer <key>`` only when a key is set.
+
+What the texts say (plain, or wrapped in the model card's template) is decided before a
+request is built: see :mod:`~memreranker.http.templates`.
 """
 
 from __future__ import annotations
@@ -31,11 +40,13 @@ from memreranker.errors import (
     AuthenticationError,
     InvalidResponseError,
     RateLimitError,
+    RequestTooLargeError,
+    ServedModelError,
     ServiceError,
 )
 from memreranker.ranking import Scored
 
-Dialect = Literal["memos", "vllm"]
+Dialect = Literal["memos", "vllm", "tei"]
 
 DEFAULT_MEMOS_BASE_URL = "https://memos.memtensor.cn/api/openmem/v1"
 KNOWN_MEMOS_MODELS = ("memos-reranker-0.6b", "memos-reranker-4b")
@@ -43,6 +54,7 @@ KNOWN_MEMOS_MODELS = ("memos-reranker-0.6b", "memos-reranker-4b")
 # MemOS cloud error codes (CONTRACTS section 2).
 AUTH_CODES = frozenset({40100, 40130, 40132})
 RATE_LIMIT_CODES = frozenset({40300, 40304})
+TOO_LARGE_CODES = frozenset({40305})
 OK_CODES = frozenset({0, 200})
 
 _MAX_MESSAGE = 500  # characters of server text kept in an error message
@@ -57,6 +69,8 @@ class Endpoint:
     url: str
     model: str | None
     api_key: str | None = field(default=None, repr=False)
+    truncate: bool = True
+    """tei: the ``truncate`` flag sent (the server cuts inputs over the model's length)."""
 
     def scrub(self, text: str) -> str:
         """``text`` with the API key replaced by ``***``."""
@@ -111,6 +125,11 @@ def memos_url(base_url: str) -> str:
     """``{base}/rerank`` (a base that already ends with ``/rerank`` is used as is)."""
     base = check_base_url(base_url)
     return base if base.endswith("/rerank") else f"{base}/rerank"
+
+
+def tei_url(base_url: str) -> str:
+    """TEI's route: ``{base}/rerank`` (a base ending with ``/rerank`` is used as is)."""
+    return memos_url(base_url)
 
 
 def vllm_url(base_url: str) -> str:
@@ -171,16 +190,24 @@ def scrub(text: str, secret: str | None) -> str:
 def build_request(
     endpoint: Endpoint, query: str, documents: Sequence[str], top_n: int | None
 ) -> HTTPRequest:
-    """The request scoring ``documents``; ``top_n`` is sent only when it cuts the list."""
+    """The request scoring ``documents``; ``top_n`` is sent only when it cuts the list (TEI
+    has no ``top_n``: it always scores every text)."""
     n = len(documents)
-    sent_top_n = top_n if top_n is not None and 0 < top_n < n else None
     body: dict[str, Any] = {}
-    if endpoint.model is not None:
-        body["model"] = endpoint.model
-    body["query"] = query
-    body["documents"] = list(documents)
-    if sent_top_n is not None:
-        body["top_n"] = sent_top_n
+    if endpoint.dialect == "tei":
+        sent_top_n = None
+        body["query"] = query
+        body["texts"] = list(documents)
+        body["truncate"] = endpoint.truncate
+        body["raw_scores"] = False  # sigmoid scores, P(yes) for a one-label reranker
+    else:
+        sent_top_n = top_n if top_n is not None and 0 < top_n < n else None
+        if endpoint.model is not None:
+            body["model"] = endpoint.model
+        body["query"] = query
+        body["documents"] = list(documents)
+        if sent_top_n is not None:
+            body["top_n"] = sent_top_n
     headers = {"Content-Type": "application/json; charset=utf-8", "Accept": "application/json"}
     if endpoint.api_key:
         scheme = "Token" if endpoint.dialect == "memos" else "Bearer"
@@ -217,6 +244,8 @@ def parse_reply(endpoint: Endpoint, request: HTTPRequest, reply: HTTPReply) -> l
             endpoint.scrub(f"reply is not valid JSON ({json_error}): {_snippet(reply.body)}"),
             status=status,
         )
+    if endpoint.dialect == "tei":
+        return _parse_tei(endpoint, request, reply, body)
     if not isinstance(body, dict):
         raise InvalidResponseError(
             f"reply is a JSON {type(body).__name__}, expected an object", status=status
@@ -234,8 +263,29 @@ def parse_reply(endpoint: Endpoint, request: HTTPRequest, reply: HTTPReply) -> l
     return validate_results(results, request.n_documents, request.top_n, status=status)
 
 
+def _parse_tei(
+    endpoint: Endpoint, request: HTTPRequest, reply: HTTPReply, body: Any
+) -> list[Scored]:
+    if isinstance(body, dict) and body.get("error") is not None:  # an error with a 2xx status
+        raise _error_from_body(endpoint, reply.status, body, reply.body)
+    if not isinstance(body, list):
+        raise InvalidResponseError(
+            f"reply is a JSON {type(body).__name__}, expected TEI's list of "
+            '{"index", "score"} (is base_url a TEI server?)',
+            status=reply.status,
+        )
+    return validate_results(
+        body, request.n_documents, request.top_n, status=reply.status, score_key="score"
+    )
+
+
 def validate_results(
-    results: Any, n_documents: int, top_n: int | None, *, status: int | None = None
+    results: Any,
+    n_documents: int,
+    top_n: int | None,
+    *,
+    status: int | None = None,
+    score_key: str = "relevance_score",
 ) -> list[Scored]:
     """Check every result; never guess an index or a score."""
     if not isinstance(results, list):
@@ -265,16 +315,16 @@ def validate_results(
                 f"results[{position}].index {index} appears twice", status=status
             )
         seen.add(index)
-        score = item.get("relevance_score")
+        score = item.get(score_key)
         if isinstance(score, bool) or not isinstance(score, (int, float)):
             raise InvalidResponseError(
-                f"results[{position}].relevance_score is {_describe(score)}, expected a number",
+                f"results[{position}].{score_key} is {_describe(score)}, expected a number",
                 status=status,
             )
         value = float(score)
         if not math.isfinite(value) or not 0.0 <= value <= 1.0:
             raise InvalidResponseError(
-                f"results[{position}].relevance_score {value!r} is not a probability in [0, 1]",
+                f"results[{position}].{score_key} {value!r} is not a probability in [0, 1]",
                 status=status,
             )
         scored.append((index, value))
@@ -347,6 +397,9 @@ def _error_code(body: Any) -> int | str | None:
             kind = error.get("type")
             if isinstance(kind, str):
                 return kind
+        kind = body.get("error_type")  # TEI: {"error": "...", "error_type": "validation"}
+        if isinstance(error, str) and isinstance(kind, str):
+            return kind
     return _service_code(body)
 
 
@@ -362,6 +415,10 @@ def _error_from_body(endpoint: Endpoint, status: int, body: Any, raw: bytes) -> 
         return AuthenticationError(message, status=http_status, code=code)
     if (isinstance(code, int) and code in RATE_LIMIT_CODES) or status == 429:
         return RateLimitError(message, status=http_status, code=code)
+    if (isinstance(code, int) and code in TOO_LARGE_CODES) or status == 413:
+        return RequestTooLargeError(message, status=http_status, code=code)
+    if status == 424:
+        return ServedModelError(message, status=http_status, code=code)
     return ServiceError(message, status=http_status, code=code)
 
 
