@@ -237,9 +237,9 @@ def test_http_backend_uses_the_cache(rerank_server: RerankServer) -> None:
     # Each distinct document is asked for once, with every score (no top_n): the cache
     # needs them all.
     sent = [r.body for r in rerank_server.requests]
-    assert [b["documents"] for b in sent] == [["tea", "coffee", "Berlin", "dog"]]
+    assert [r.documents for r in rerank_server.requests] == [["tea", "coffee", "Berlin", "dog"]]
     assert not sent[0].get("top_n")
     assert cached.rerank(QUERY, DOCS, top_n=2) == first
     assert asyncio.run(cached.arerank(QUERY, [*DOCS, "cat"])) == want
-    assert [r.body["documents"] for r in rerank_server.requests][1:] == [["cat"]]
+    assert [r.documents for r in rerank_server.requests][1:] == [["cat"]]
     assert cached.circuit_state == "closed"  # the inner backend's attributes stay reachable
