@@ -39,7 +39,10 @@ class ScoreCache:
         self.misses = 0
 
     def __len__(self) -> int:
-        return len(self._data)
+        # Under the lock: put_many inserts before it evicts, so an unlocked read could see
+        # more than max_size entries mid-update.
+        with self._lock:
+            return len(self._data)
 
     def get_many(self, keys: Sequence[CacheKey]) -> list[float | None]:
         """The cached score of each key, or None; found keys become most recently used."""
