@@ -1,0 +1,49 @@
+"""First stages: how each query's candidates are chosen and ordered before any reranker."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from memreranker.eval.dataset import Dataset, EvalQuery
+
+
+def bm25_order(dataset: Dataset) -> Dataset:
+    """Every query's documents re-ordered by BM25 (bm25s, English stop words), best first;
+    equal scores keep the previous order. Queries sharing one document list (the questions
+    of one LOCOMO conversation) share one index."""
+    import bm25s
+    import numpy as np
+
+    indexes: dict[int, Any] = {}
+    queries: list[EvalQuery] = []
+    for q in dataset.queries:
+        index = indexes.get(id(q.documents))
+        if index is None:
+            index = bm25s.BM25()
+            index.index(
+                bm25s.tokenize(list(q.documents), stopwords="en", show_progress=False),
+                show_progress=False,
+            )
+            indexes[id(q.documents)] = index
+        tokens = bm25s.tokenize(q.query, stopwords="en", return_ids=False, show_progress=False)[0]
+        # bm25s cannot score a query with no token left (only stop words): nothing matches.
+        scores = index.get_scores(tokens) if tokens else np.zeros(len(q.documents))
+        order = np.argsort(-np.asarray(scores), kind="stable")
+        queries.append(_reordered(q, [int(i) for i in order]))
+    return replace(dataset, queries=tuple(queries), first_stage="bm25")
+
+
+def top_k(dataset: Dataset, k: int) -> Dataset:
+    """Each query's first ``k`` candidates (relevant documents cut off still count as
+    relevant: recall then shows what the first stage missed)."""
+    queries = tuple(_reordered(q, list(range(min(k, len(q.documents))))) for q in dataset.queries)
+    return replace(dataset, queries=queries, first_stage=f"{dataset.first_stage} top-{k}")
+
+
+def _reordered(query: EvalQuery, positions: list[int]) -> EvalQuery:
+    return replace(
+        query,
+        documents=tuple(query.documents[i] for i in positions),
+        doc_ids=tuple(query.doc_ids[i] for i in positions),
+    )
