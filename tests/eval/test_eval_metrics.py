@@ -183,10 +183,13 @@ def test_report_marks_the_best_of_each_column(small: Dataset, tiny: MemReranker)
     assert set(data["p_values"]) == {"tiny"} and set(data["rerankers"]) == {"tiny"}
 
 
-def test_rerankers_from_specs_are_built_and_closed(small: Dataset, tiny_model: Path) -> None:
-    report = evaluate(small, [f"local:{tiny_model}", f"again=local:{tiny_model}"])
-    assert list(report.systems) == ["first-stage", f"local:{tiny_model}", "again"]
-    assert report.results["again"] == report.results[f"local:{tiny_model}"]
+def test_spec_strings_and_instances_mix(
+    small: Dataset, tiny: MemReranker, tiny_model: Path
+) -> None:
+    report = evaluate(small, [f"spec=local:{tiny_model}", tiny])
+    assert list(report.systems) == ["first-stage", "spec", tiny.name]
+    assert report.results["spec"] == pytest.approx(report.results[tiny.name])
+    assert report.systems["spec"].spec == f"local:{tiny_model}"
 
 
 @pytest.mark.parametrize(

@@ -18,17 +18,20 @@ def bm25_order(dataset: Dataset) -> Dataset:
     indexes: dict[int, Any] = {}
     queries: list[EvalQuery] = []
     for q in dataset.queries:
-        index = indexes.get(id(q.documents))
-        if index is None:
-            index = bm25s.BM25()
-            index.index(
-                bm25s.tokenize(list(q.documents), stopwords="en", show_progress=False),
-                show_progress=False,
-            )
+        if id(q.documents) not in indexes:
+            corpus = bm25s.tokenize(list(q.documents), stopwords="en", show_progress=False)
+            index = None
+            if corpus.vocab:  # bm25s cannot index documents that are all stop words
+                index = bm25s.BM25()
+                index.index(corpus, show_progress=False)
             indexes[id(q.documents)] = index
+        index = indexes[id(q.documents)]
         tokens = bm25s.tokenize(q.query, stopwords="en", return_ids=False, show_progress=False)[0]
-        # bm25s cannot score a query with no token left (only stop words): nothing matches.
-        scores = index.get_scores(tokens) if tokens else np.zeros(len(q.documents))
+        # Nor score a query with no token left: then nothing matches, the order stays.
+        if index is None or not tokens:
+            scores = np.zeros(len(q.documents))
+        else:
+            scores = index.get_scores(tokens)
         order = np.argsort(-np.asarray(scores), kind="stable")
         queries.append(_reordered(q, [int(i) for i in order]))
     return replace(dataset, queries=tuple(queries), first_stage="bm25")

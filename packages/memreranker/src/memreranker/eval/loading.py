@@ -229,7 +229,7 @@ def read_locomo(
             ids = list(dict.fromkeys(i for e in evidence for i in _EVIDENCE_ID.findall(e)))
             unknown = [i for i in ids if i not in known]
             if unknown:
-                skipped["evidence ids that are no turn (dropped)"] += len(unknown)
+                skipped["evidence ids naming no turn (dropped)"] += len(unknown)
             relevance = {i: 1 for i in ids if i in known}
             if not relevance:
                 skipped["questions without evidence"] += 1

@@ -14,7 +14,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from memreranker.eval.dataset import Dataset
+from memreranker.eval.dataset import Dataset, EvalQuery
 from memreranker.eval.runner import RunResult
 
 StatTest = Literal["student", "fisher"]
@@ -52,8 +52,14 @@ def ranking_metrics(
     from numba.core.errors import NumbaWarning
     from ranx import Qrels, Run, compare, evaluate
 
-    qrels = Qrels({q.id: dict(q.relevance) for q in dataset.queries})
-    ranx_runs = [Run(_ranx_run(dataset, run), name=run.name) for run in runs]
+    ids = [_fixed_width_ids(q) for q in dataset.queries]
+    qrels = Qrels(
+        {
+            q.id: {key[doc]: grade for doc, grade in q.relevance.items()}
+            for q, key in zip(dataset.queries, ids, strict=True)
+        }
+    )
+    ranx_runs = [Run(_ranx_run(dataset, ids, run), name=run.name) for run in runs]
     names = list(RANKING_METRICS.values())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NumbaWarning)  # ranx's internal integer casts
@@ -75,11 +81,24 @@ def ranking_metrics(
     return metrics, p_values
 
 
-def _ranx_run(dataset: Dataset, run: RunResult) -> dict[str, dict[str, float]]:
+def _fixed_width_ids(query: EvalQuery) -> dict[str, str]:
+    """Document ids as ranx sees them: ``"0000000000"``, ``"0000000001"``... ranx stores ids
+    in numpy arrays whose string width is the longest id, and numba compiles its metric
+    kernels anew for every width (tens of seconds each, on first use). One width for every
+    dataset means one compilation, cached across runs."""
+    ids = dict.fromkeys([*query.doc_ids, *query.relevance])
+    return {doc: f"{n:010d}" for n, doc in enumerate(ids)}
+
+
+def _ranx_run(
+    dataset: Dataset, ids: list[dict[str, str]], run: RunResult
+) -> dict[str, dict[str, float]]:
     ranked: dict[str, dict[str, float]] = {}
-    for q, ranking in zip(dataset.queries, run.rankings, strict=True):
+    for q, key, ranking in zip(dataset.queries, ids, run.rankings, strict=True):
         n = len(ranking.order)
-        ranked[q.id] = {q.doc_ids[pos]: float(n - rank) for rank, pos in enumerate(ranking.order)}
+        ranked[q.id] = {
+            key[q.doc_ids[pos]]: float(n - rank) for rank, pos in enumerate(ranking.order)
+        }
     return ranked
 
 
