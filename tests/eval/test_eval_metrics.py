@@ -212,3 +212,18 @@ def test_bad_arguments_are_named(
 def test_rerankers_of_the_wrong_type() -> None:
     with pytest.raises(TypeError, match="rerankers"):
         evaluate(SMALL, [42])  # type: ignore[list-item]
+
+
+def test_f1_counts_a_score_at_the_threshold_as_relevant_and_fallbacks_as_nothing() -> None:
+    from memreranker.eval.metrics import threshold_f1
+    from memreranker.eval.runner import Ranking, RunResult
+
+    data = load_dataset(SMALL)
+    sister = Dataset("x", (data.queries[1],), "file order")  # relevant: document 0 of 3
+    at = RunResult("r", [Ranking([0, 1, 2], [0.5, 0.2, 0.1])])
+    assert threshold_f1(sister, at, 0.5) == 1.0  # 0.5 >= 0.5: TP, nothing else predicted
+    assert threshold_f1(sister, at, 0.6) == 0.0
+    fell_back = RunResult("r", [Ranking([0, 1, 2], [0.0, 0.0, 0.0], "ServiceError: down")])
+    assert threshold_f1(sister, fell_back, 0.0) == 0.0  # judged nothing, even at 0.0
+    scored = RunResult("r", [Ranking([0, 1, 2], [0.0, 0.0, 0.0])])
+    assert threshold_f1(sister, scored, 0.0) == pytest.approx(2 / (2 + 2))  # 1 TP, 2 FP
