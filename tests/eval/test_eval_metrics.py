@@ -136,6 +136,20 @@ def test_unreachable_service_counts_as_first_stage_and_is_reported(
     assert "| dead |" in report.to_markdown() and "| 4/4 |" in report.to_markdown()
 
 
+def test_a_long_fallback_keeps_the_first_stage_order(tmp_path: Path, refused_url: str) -> None:
+    """300 candidates, all scored 0.0 by the fallback: the metrics library must see the
+    first-stage order, not its own order of equal scores."""
+    path = tmp_path / "long.jsonl"
+    docs = [f"memory {i}" for i in range(300)]
+    path.write_text(json.dumps({"query": "q?", "documents": docs, "relevant": [5, 250]}) + "\n")
+    dead = MemReranker("vllm", base_url=refused_url, model="m", **{**FAST, "max_retries": 0})
+    row = evaluate(load_dataset(path), {"dead": dead}).systems["dead"]
+    assert row.fallback_queries == 1
+    assert row.metrics["MRR"] == pytest.approx(1 / 6)
+    assert row.metrics["MAP"] == pytest.approx((1 / 6 + 2 / 251) / 2)
+    assert row.metrics["R@20"] == pytest.approx(1 / 2)
+
+
 def test_a_query_that_falls_back_ranks_in_first_stage_order(
     small: Dataset, rerank_server: RerankServer
 ) -> None:
@@ -175,9 +189,11 @@ def test_report_marks_the_best_of_each_column(small: Dataset, tiny: MemReranker)
     assert columns[1 : 1 + len(METRICS)] == list(METRICS)
     cells = {r.split("|")[1].strip(): [c.strip() for c in r.strip("|").split("|")] for r in rows}
     for k, metric in enumerate(METRICS, 1):
-        for name in ("first-stage", "tiny"):
+        values = {n: report.results[n][metric] for n in ("first-stage", "tiny")}
+        top = max(v for v in values.values() if v is not None)
+        for name, value in values.items():
             bold = cells[name][k].startswith("**")
-            assert bold == (name in report.best(metric)), (metric, name)
+            assert bold == (value == top), (metric, name)
     data = report.to_dict()
     assert data["results"] == report.results and data["queries"] == 4
     assert set(data["p_values"]) == {"tiny"} and set(data["rerankers"]) == {"tiny"}
