@@ -39,7 +39,10 @@ def test_sample_with_the_tiny_model_offline(
 
 
 def test_locomo_end_to_end_with_bm25_categories_and_a_plot(
-    capsys: pytest.CaptureFixture[str], tiny_model: Path, tmp_path: Path
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    tiny_model: Path,
+    tmp_path: Path,
 ) -> None:
     plot = tmp_path / "chart.png"
     code, out, err = run_cli(
@@ -56,6 +59,7 @@ def test_locomo_end_to_end_with_bm25_categories_and_a_plot(
     assert "Fisher's randomization test" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "tiny:" not in err and "pair" not in err  # no bar of ours with --no-progress
+    assert not [r for r in caplog.records if r.name == "bm25s"]  # its DEBUG lines stay off
 
 
 def test_a_dead_service_is_reported_as_fallbacks_with_exit_3(

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import replace
 from typing import Any
 
 HELP = "measure rerankers on your own memory data (MAP, MRR, NDCG, recall, F1)"
@@ -165,6 +166,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         first_stage=args.first_stage,
         candidates=args.candidates,
     )
+    if args.sample:  # not the path inside site-packages
+        dataset = replace(dataset, name=f"bundled sample {SAMPLE_DATA.name}")
     options: dict[str, Any] = {"on_error": args.on_error}
     for name in ("device", "batch_size", "timeout", "max_retries"):
         value = getattr(args, name)

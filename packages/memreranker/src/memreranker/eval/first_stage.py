@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from typing import Any
 
@@ -12,9 +13,9 @@ def bm25_order(dataset: Dataset) -> Dataset:
     """Every query's documents re-ordered by BM25 (bm25s, English stop words), best first;
     equal scores keep the previous order. Queries sharing one document list (the questions
     of one LOCOMO conversation) share one index."""
-    import bm25s
     import numpy as np
 
+    bm25s = _bm25s()
     indexes: dict[int, Any] = {}
     queries: list[EvalQuery] = []
     for q in dataset.queries:
@@ -35,6 +36,23 @@ def bm25_order(dataset: Dataset) -> Dataset:
         order = np.argsort(-np.asarray(scores), kind="stable")
         queries.append(_reordered(q, [int(i) for i in order]))
     return replace(dataset, queries=tuple(queries), first_stage="bm25")
+
+
+def _bm25s() -> Any:
+    global _bm25s_imported
+    import bm25s
+
+    if not _bm25s_imported:
+        # bm25s sets its own logger to DEBUG when imported, so that any root handler prints
+        # its debug lines; hand the level back to the application's configuration.
+        logger = logging.getLogger("bm25s")
+        if logger.level == logging.DEBUG:
+            logger.setLevel(logging.NOTSET)
+        _bm25s_imported = True
+    return bm25s
+
+
+_bm25s_imported = False
 
 
 def top_k(dataset: Dataset, k: int) -> Dataset:
