@@ -9,6 +9,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, TextIO
 
+from memreranker.eval import cli as eval_cli
 from memreranker.ranking import rank
 from memreranker.reranker import MemReranker
 from memreranker.types import RerankResult
@@ -50,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    eval_cli.add_parser(sub)
     return parser
 
 
@@ -88,6 +90,8 @@ def _print_table(results: Sequence[RerankResult], out: TextIO) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "eval":
+        return eval_cli.run(args)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -1,0 +1,289 @@
+"""Reading evaluation data: our JSONL format and LOCOMO's ``locomo10.json`` layout.
+
+JSONL, one query a line::
+
+    {"query": str, "documents": [str, ...], "relevant": [int, ...],
+     "id": str (optional), "relevance": [int, ...] (optional)}
+
+``relevant`` holds indices into ``documents``, which are in first-stage order; ``relevance``
+gives a graded label per document (for NDCG) and must agree with ``relevant`` (a label > 0
+exactly for the relevant documents). Other keys are ignored.
+
+LOCOMO (the LoCoMo paper's data): a list of samples, each a ``conversation`` of dated
+sessions of turns with ``dia_id``s, and ``qa`` items whose ``evidence`` lists the
+``dia_id``s that answer them. Each question's candidates are the turns of its conversation
+(in conversation order, or a first stage's top-k); its relevant documents are its evidence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Collection
+from pathlib import Path
+from typing import Any, Literal
+
+from memreranker.eval.dataset import Dataset, DatasetError, EvalQuery
+
+Format = Literal["auto", "jsonl", "locomo"]
+FirstStage = Literal["none", "bm25"]
+
+SAMPLE_DATA = Path(__file__).with_name("data") / "agent_memory.jsonl"
+"""The bundled sample: a dozen questions over an agent's memories (the README's example)."""
+
+_EVIDENCE_ID = re.compile(r"D\d+:\d+")
+_SESSION_KEY = re.compile(r"session_(\d+)")
+
+
+def load_dataset(
+    path: str | os.PathLike[str],
+    *,
+    format: Format = "auto",
+    categories: Collection[int] | None = None,
+    first_stage: FirstStage = "none",
+    candidates: int | None = None,
+) -> Dataset:
+    """Read a dataset and choose each query's candidates.
+
+    Args:
+        path: A JSONL file or a LOCOMO JSON file.
+        format: ``"auto"`` (a file starting with ``[`` is LOCOMO, else JSONL), ``"jsonl"``
+            or ``"locomo"``.
+        categories: Keep only LOCOMO questions of these categories (e.g. ``{1, 2, 3, 4}``
+            leaves out the adversarial category 5). Not allowed for JSONL.
+        first_stage: ``"none"``: the file's order (JSONL) or the conversation's (LOCOMO);
+            ``"bm25"``: the documents of each query re-ordered by BM25 (bm25s).
+        candidates: Keep each query's first ``candidates`` documents after the first stage
+            (``None``: all).
+
+    Raises:
+        DatasetError: The file is missing or malformed (the message names the file and line).
+        ValueError: A bad argument.
+    """
+    if format not in ("auto", "jsonl", "locomo"):
+        raise ValueError(f"format must be 'auto', 'jsonl' or 'locomo', got {format!r}")
+    if first_stage not in ("none", "bm25"):
+        raise ValueError(f"first_stage must be 'none' or 'bm25', got {first_stage!r}")
+    if candidates is not None and (
+        isinstance(candidates, bool) or not isinstance(candidates, int) or candidates < 1
+    ):
+        raise ValueError(f"candidates must be a positive integer or None, got {candidates!r}")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read: {exc}") from None
+    if format == "auto":
+        format = "locomo" if text.lstrip().startswith("[") else "jsonl"
+    if format == "jsonl":
+        if categories is not None:
+            raise ValueError("categories select LOCOMO questions; a JSONL file has none")
+        dataset = read_jsonl(text, name=str(path))
+    else:
+        dataset = read_locomo(text, name=str(path), categories=categories)
+    if not dataset.queries:
+        raise DatasetError(f"{path}: no query to evaluate{_skipped_note(dataset)}")
+    if first_stage == "bm25":
+        from memreranker.eval.first_stage import bm25_order
+
+        dataset = bm25_order(dataset)
+    if candidates is not None:
+        from memreranker.eval.first_stage import top_k
+
+        dataset = top_k(dataset, candidates)
+    return dataset
+
+
+def read_jsonl(text: str, *, name: str = "<jsonl>") -> Dataset:
+    """Parse the JSONL format (see the module docstring)."""
+    queries: list[EvalQuery] = []
+    seen: set[str] = set()
+    skipped: Counter[str] = Counter()
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        where = f"{name}:{lineno}"
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        query = _jsonl_query(item, where, default_id=str(lineno))
+        if query.id in seen:
+            raise DatasetError(f"{where}: duplicate id {query.id!r}")
+        seen.add(query.id)
+        if not query.relevance:
+            skipped["no relevant document"] += 1
+            continue
+        queries.append(query)
+    return Dataset(name, tuple(queries), first_stage="file order", skipped=dict(skipped))
+
+
+def _jsonl_query(item: Any, where: str, *, default_id: str) -> EvalQuery:
+    if not isinstance(item, dict):
+        raise DatasetError(f"{where}: expected a JSON object, got {type(item).__name__}")
+    query = item.get("query")
+    if not isinstance(query, str) or not query.strip():
+        raise DatasetError(f'{where}: "query" must be a non-empty string')
+    documents = item.get("documents")
+    if (
+        not isinstance(documents, list)
+        or not documents
+        or not all(isinstance(d, str) for d in documents)
+    ):
+        raise DatasetError(f'{where}: "documents" must be a non-empty list of strings')
+    relevant = item.get("relevant")
+    if not isinstance(relevant, list) or not all(_is_int(i) for i in relevant):
+        raise DatasetError(f'{where}: "relevant" must be a list of document indices')
+    for i in relevant:
+        if not 0 <= i < len(documents):
+            raise DatasetError(
+                f'{where}: "relevant" index {i} is out of range for {len(documents)} documents'
+            )
+    if len(set(relevant)) != len(relevant):
+        raise DatasetError(f'{where}: "relevant" lists an index twice')
+    grades = {i: 1 for i in relevant}
+    labels = item.get("relevance")
+    if labels is not None:
+        if (
+            not isinstance(labels, list)
+            or len(labels) != len(documents)
+            or not all(_is_int(g) and g >= 0 for g in labels)
+        ):
+            raise DatasetError(
+                f'{where}: "relevance" must be a list of {len(documents)} non-negative integers '
+                "(one label per document)"
+            )
+        if {i for i, g in enumerate(labels) if g > 0} != set(relevant):
+            raise DatasetError(
+                f'{where}: "relevance" and "relevant" disagree (a label > 0 must mark exactly '
+                "the relevant documents)"
+            )
+        grades = {i: labels[i] for i in relevant}
+    raw_id = item.get("id", default_id)
+    if not isinstance(raw_id, str | int) or isinstance(raw_id, bool):
+        raise DatasetError(f'{where}: "id" must be a string or an integer')
+    return EvalQuery(
+        id=str(raw_id),
+        query=query,
+        documents=tuple(documents),
+        doc_ids=tuple(str(i) for i in range(len(documents))),
+        relevance={str(i): g for i, g in grades.items()},
+    )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def read_locomo(
+    text: str, *, name: str = "<locomo>", categories: Collection[int] | None = None
+) -> Dataset:
+    """Parse LOCOMO's layout (see the module docstring).
+
+    Each turn becomes the document ``"[<session date>] <speaker>: <text>"``, with
+    ``" [shares a photo: <caption>]"`` for a turn that carries an image caption: what an agent
+    would have stored, date included (temporal questions need it).
+
+    Evidence entries are read for ``D<session>:<turn>`` ids (the public file has entries
+    such as ``"D8:6; D9:17"``); ids that are not a turn of the conversation are dropped and a
+    question left without evidence is skipped, both counted in :attr:`Dataset.skipped`.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DatasetError(
+            f"{name}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
+        ) from None
+    if not isinstance(data, list):
+        raise DatasetError(f"{name}: a LOCOMO file is a JSON list of samples")
+    wanted = None if categories is None else {int(c) for c in categories}
+    queries: list[EvalQuery] = []
+    skipped: Counter[str] = Counter()
+    for s, sample in enumerate(data):
+        where = f"{name}: sample {s}"
+        if not isinstance(sample, dict) or not isinstance(sample.get("conversation"), dict):
+            raise DatasetError(f'{where}: expected an object with a "conversation" object')
+        sample_id = str(sample.get("sample_id", s))
+        where = f"{name}: sample {sample_id}"
+        turn_ids, turns = _locomo_turns(sample["conversation"], where)
+        known = set(turn_ids)
+        qa = sample.get("qa", [])
+        if not isinstance(qa, list):
+            raise DatasetError(f'{where}: "qa" must be a list')
+        for k, item in enumerate(qa):
+            q_where = f"{where}, qa {k}"
+            if not isinstance(item, dict) or not isinstance(item.get("question"), str):
+                raise DatasetError(f'{q_where}: expected an object with a "question" string')
+            category = item.get("category")
+            if category is not None and not _is_int(category):
+                raise DatasetError(f'{q_where}: "category" must be an integer')
+            if wanted is not None and category not in wanted:
+                continue
+            evidence = item.get("evidence", [])
+            if not isinstance(evidence, list) or not all(isinstance(e, str) for e in evidence):
+                raise DatasetError(f'{q_where}: "evidence" must be a list of dia_id strings')
+            ids = list(dict.fromkeys(i for e in evidence for i in _EVIDENCE_ID.findall(e)))
+            unknown = [i for i in ids if i not in known]
+            if unknown:
+                skipped["evidence ids naming no turn (dropped)"] += len(unknown)
+            relevance = {i: 1 for i in ids if i in known}
+            if not relevance:
+                skipped["questions without evidence"] += 1
+                continue
+            queries.append(
+                EvalQuery(
+                    id=f"{sample_id}/{k}",
+                    query=item["question"],
+                    documents=turns,
+                    doc_ids=turn_ids,
+                    relevance=relevance,
+                    category=category,
+                )
+            )
+    return Dataset(name, tuple(queries), first_stage="conversation order", skipped=dict(skipped))
+
+
+def _locomo_turns(
+    conversation: dict[str, Any], where: str
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    sessions = sorted(
+        (int(m.group(1)), key)
+        for key in conversation
+        if (m := _SESSION_KEY.fullmatch(key)) is not None
+    )
+    if not sessions:
+        raise DatasetError(f"{where}: the conversation has no session_<N> list")
+    ids: dict[str, None] = {}  # ordered, and O(1) duplicate checks
+    docs: list[str] = []
+    for _, key in sessions:
+        turns = conversation[key]
+        if not isinstance(turns, list):
+            raise DatasetError(f"{where}: {key} must be a list of turns")
+        date = conversation.get(f"{key}_date_time")
+        stamp = f"[{date}] " if isinstance(date, str) and date.strip() else ""
+        for t, turn in enumerate(turns):
+            if not isinstance(turn, dict) or not all(
+                isinstance(turn.get(f), str) for f in ("speaker", "dia_id", "text")
+            ):
+                raise DatasetError(
+                    f'{where}: {key} turn {t} needs "speaker", "dia_id" and "text" strings'
+                )
+            if turn["dia_id"] in ids:
+                raise DatasetError(f"{where}: dia_id {turn['dia_id']!r} appears twice")
+            text = f"{stamp}{turn['speaker']}: {turn['text']}"
+            caption = turn.get("blip_caption")
+            if isinstance(caption, str) and caption.strip():
+                text += f" [shares a photo: {caption}]"
+            ids[turn["dia_id"]] = None
+            docs.append(text)
+    return tuple(ids), tuple(docs)
+
+
+def _skipped_note(dataset: Dataset) -> str:
+    if not dataset.skipped:
+        return ""
+    return " (skipped: " + ", ".join(f"{n} {why}" for why, n in dataset.skipped.items()) + ")"

@@ -1,0 +1,38 @@
+"""``--plot``: the report as a grouped bar chart (matplotlib, part of ``memreranker[eval]``)."""
+
+from __future__ import annotations
+
+import os
+
+from memreranker.eval.metrics import METRICS
+from memreranker.eval.report import Report
+
+
+def plot_report(report: Report, path: str | os.PathLike[str]) -> None:
+    """Write a PNG (or any format matplotlib infers from the suffix): one group of bars per
+    metric, one bar per system. F1 has no bar for the first stage, which has no scores."""
+    # Figure without pyplot: no global backend or GUI, safe in threads and notebooks alike.
+    from matplotlib.figure import Figure
+
+    names = list(report.systems)
+    width = 0.8 / len(names)
+    fig = Figure(figsize=(max(8.0, 1.1 * len(METRICS) * max(1, len(names)) * 0.5), 4.5))
+    ax = fig.add_subplot()
+    for k, name in enumerate(names):
+        values = report.systems[name].metrics
+        xs = [i + (k - (len(names) - 1) / 2) * width for i, m in enumerate(METRICS)
+              if values[m] is not None]
+        ys = [values[m] for m in METRICS if values[m] is not None]
+        ax.bar(xs, ys, width=width, label=name)
+    ax.set_xticks(range(len(METRICS)), list(METRICS))
+    ax.set_ylim(0.0, 1.0)
+    ax.set_ylabel("score")
+    ax.set_title(
+        f"{os.path.basename(report.dataset)}: {report.queries} queries, "
+        f"candidates: {report.first_stage}"
+    )
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(names), 4),
+              frameon=False)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), dpi=120)

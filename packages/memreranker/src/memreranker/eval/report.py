@@ -1,0 +1,148 @@
+"""The evaluation report: one row per system, as a Markdown table or JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from memreranker.eval.metrics import METRICS, STAT_TESTS
+
+SIGNIFICANCE = 0.05
+"""p-value under which the Markdown table marks a metric as different from the baseline."""
+
+NONE = "-"
+"""A cell without a value (the baseline's F1, speed and fallbacks)."""
+
+
+@dataclass(frozen=True)
+class SystemResult:
+    """One row of the report.
+
+    Attributes:
+        name: ``first-stage`` or the reranker's name.
+        spec: How the reranker was built (its backend label), ``None`` for the baseline.
+        metrics: Metric name (:data:`memreranker.eval.METRICS`) -> value; ``F1`` is ``None``
+            for the baseline, which has no probabilities.
+        p_values: Metric -> p-value of the paired test against the baseline (``None`` where
+            undefined: identical rankings); empty for the baseline. F1 is pooled over pairs,
+            so it has none.
+        pairs_per_second: Pairs scored per second of rerank calls, fallbacks included.
+        median_latency_ms: Median duration of one query's rerank call.
+        fallback_queries: Queries whose call fell back (ranked in first-stage order, score
+            0.0): they count in the metrics as such.
+        fallback_reasons: Fallback reason -> number of queries.
+    """
+
+    name: str
+    metrics: dict[str, float | None]
+    spec: str | None = None
+    p_values: dict[str, float | None] = field(default_factory=dict)
+    pairs_per_second: float | None = None
+    median_latency_ms: float | None = None
+    fallback_queries: int = 0
+    fallback_reasons: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Report:
+    """What :func:`memreranker.eval.evaluate` returns.
+
+    ``report.results[name][metric]`` is a value; ``report.systems[name]`` the whole row.
+    """
+
+    dataset: str
+    first_stage: str
+    queries: int
+    pairs: int
+    threshold: float
+    stat_test: str
+    systems: dict[str, SystemResult]
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def results(self) -> dict[str, dict[str, float | None]]:
+        return {name: dict(s.metrics) for name, s in self.systems.items()}
+
+    @property
+    def fallbacks(self) -> dict[str, int]:
+        """Reranker name -> queries that fell back (only those with any)."""
+        return {n: s.fallback_queries for n, s in self.systems.items() if s.fallback_queries}
+
+    def best(self, metric: str) -> list[str]:
+        """The systems with the highest value of ``metric`` (several on a tie)."""
+        values = {n: s.metrics[metric] for n, s in self.systems.items()}
+        known = [v for v in values.values() if v is not None]
+        if not known:
+            return []
+        top = max(known)
+        return [n for n, v in values.items() if v is not None and v == top]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: ``{"results": {name: {metric: value}}, "queries": n, ...}``."""
+        return {
+            "results": self.results,
+            "p_values": {n: dict(s.p_values) for n, s in self.systems.items() if s.p_values},
+            "rerankers": {
+                n: {
+                    "spec": s.spec,
+                    "pairs_per_second": s.pairs_per_second,
+                    "median_latency_ms": s.median_latency_ms,
+                    "fallback_queries": s.fallback_queries,
+                    "fallback_reasons": dict(s.fallback_reasons),
+                }
+                for n, s in self.systems.items()
+                if s.spec is not None
+            },
+            "metrics": list(METRICS),
+            "queries": self.queries,
+            "pairs": self.pairs,
+            "dataset": self.dataset,
+            "first_stage": self.first_stage,
+            "threshold": self.threshold,
+            "stat_test": self.stat_test,
+            "skipped": dict(self.skipped),
+        }
+
+    def to_markdown(self) -> str:
+        """Systems as rows, metrics as columns, the best of each column in bold; a † marks
+        a paired-test difference from the baseline at p < 0.05."""
+        best = {m: set(self.best(m)) for m in METRICS}
+        head = ["system", *METRICS, "pairs/s", "ms/query", "fallbacks"]
+        lines = [
+            "| " + " | ".join(head) + " |",
+            "|---|" + "---:|" * (len(head) - 1),
+        ]
+        for name, s in self.systems.items():
+            cells = [name]
+            for m in METRICS:
+                value = s.metrics[m]
+                if value is None:
+                    cells.append(NONE)
+                    continue
+                cell = f"{value:.3f}"
+                if name in best[m] and len(self.systems) > 1:
+                    cell = f"**{cell}**"
+                p = s.p_values.get(m)
+                if p is not None and p < SIGNIFICANCE:
+                    cell += "†"
+                cells.append(cell)
+            cells.append(NONE if s.pairs_per_second is None else f"{s.pairs_per_second:,.1f}")
+            cells.append(NONE if s.median_latency_ms is None else f"{s.median_latency_ms:,.1f}")
+            cells.append(NONE if s.spec is None else f"{s.fallback_queries}/{self.queries}")
+            lines.append("| " + " | ".join(cells) + " |")
+        notes = [
+            f"{self.queries} queries, {self.pairs} pairs ({self.dataset}; candidates: "
+            f"{self.first_stage}).",
+            f"Bold: best in column. †: differs from first-stage at p < {SIGNIFICANCE} "
+            f"({STAT_TESTS.get(self.stat_test, self.stat_test)}). "
+            f"F1: score >= {self.threshold:g} as the relevance decision, over all pairs.",
+        ]
+        if any(s.fallback_queries for s in self.systems.values()):
+            notes.append(
+                "A query that fell back counts in the metrics in first-stage order, score 0.0."
+            )
+        if self.skipped:
+            notes.append(
+                "Skipped: " + ", ".join(f"{n} {why}" for why, n in self.skipped.items()) + "."
+            )
+        return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
