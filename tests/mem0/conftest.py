@@ -9,13 +9,13 @@ fixture below sets both variables first, then imports it.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from mem0_kit import USER, memory_config, messages, offline_embedder
+from mem0_kit import USER, MemoryFactory, memory_config, messages, offline_embedder
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -57,7 +57,6 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
-MemoryFactory = Callable[..., Any]
 
 
 def _close(memory: Any) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ MEMORIES = [
 ]
 
 QUERY = "What does the user like to drink?"
+
+MemoryFactory = Callable[..., Any]
+"""The ``make_memory`` / ``make_async_memory`` fixtures: build a real mem0 memory."""
 
 
 def hashed_words(text: str, dims: int = DIMS) -> list[float]:

@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MemoryFactory
-from mem0_kit import QUERY, search_kwargs
+from mem0_kit import QUERY, MemoryFactory, search_kwargs
 from servers import Reply, RerankServer, deterministic_score
 
 from memreranker import MemReranker
