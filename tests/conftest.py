@@ -71,7 +71,7 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stand_in(session_temp_dir: Path) -> Path:
+def stand_in_dir(session_temp_dir: Path) -> Path:
     """The demo's and the examples' stand-in model, built once into the session's
     ``$MEMRERANKER_CACHE`` so that the example programs started by tests reuse it."""
     from memreranker.stand_in import stand_in_model
