@@ -404,3 +404,11 @@ def test_no_tqdm_no_bar_no_crash(
     assert "tqdm is not installed" in done.err and "/150" not in done.err
     assert len(done.out.splitlines()) == 151
     assert cli("rerank", "-q", QUERY, *vllm(rerank_server), "--no-progress", stdin=docs).err == ""
+
+
+def test_device_and_dtype_reach_the_weights(cli: Any, tiny_model: Path) -> None:
+    argv = ["rerank", "-q", QUERY, "--model", str(tiny_model), "-v", "--json"]
+    done = cli(*argv, "--device", "cpu:0", "--dtype", "bfloat16", stdin="tea\nchess\n")
+    assert done.status == 0, done.err
+    loaded = [line for line in done.err_lines if "loaded" in line and str(tiny_model) in line]
+    assert len(loaded) == 1 and "cpu:0" in loaded[0] and "bfloat16" in loaded[0], done.err

@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,41 @@ def silent_endpoint() -> Iterator[str]:
         yield f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
+@pytest.fixture
+def trickling_endpoint() -> Iterator[str]:
+    """A Hub that answers one byte every 0.1 s, forever (a stalled proxy): each read
+    succeeds within any per-read timeout, so only the probe's own deadline ends it."""
+    stop = threading.Event()
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    server.settimeout(0.1)
+
+    def serve() -> None:
+        clients = []
+        while not stop.is_set():
+            try:
+                client, _ = server.accept()
+                client.sendall(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                clients.append(client)
+            except OSError:
+                pass
+            for client in clients:
+                try:
+                    client.sendall(b"a")
+                except OSError:
+                    pass
+        for client in clients:
+            client.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    server.close()
+
+
 def test_unreachable_hub_turns_offline_mode_on(
     online: None, refused_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -55,10 +91,11 @@ def test_unreachable_hub_turns_offline_mode_on(
     assert hub.check_hub(HUB_ID) is None  # offline now: nothing more to say or probe
 
 
+@pytest.mark.parametrize("endpoint", ["silent_endpoint", "trickling_endpoint"])
 def test_a_stalled_hub_costs_the_timeout_only(
-    online: None, silent_endpoint: str, monkeypatch: pytest.MonkeyPatch
+    online: None, endpoint: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("HF_ENDPOINT", silent_endpoint)
+    monkeypatch.setenv("HF_ENDPOINT", request.getfixturevalue(endpoint))
     started = time.monotonic()
     assert hub.check_hub(HUB_ID, timeout=0.5) is not None
     assert time.monotonic() - started < 1.5
