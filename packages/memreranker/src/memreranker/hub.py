@@ -13,6 +13,7 @@ This module imports neither torch nor huggingface_hub.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 import threading
@@ -93,10 +94,13 @@ def check_hub(model: str, *, timeout: float = PROBE_TIMEOUT) -> str | None:
     """Before loading ``model``: go offline if it is a Hub id and the Hub cannot be reached.
 
     Returns a one-line notice when it switched huggingface_hub to offline mode, else
-    ``None`` (``model`` is a directory, offline mode was already on, or the Hub answered).
+    ``None`` (``model`` is a directory, offline mode was already on, huggingface_hub is not
+    installed, or the Hub answered).
     """
     if looks_like_path(model) or hub_offline():
         return None
+    if importlib.util.find_spec("huggingface_hub") is None:
+        return None  # no local backend installed: nothing will contact the Hub
     if hub_reachable(timeout):
         return None
     go_offline()
