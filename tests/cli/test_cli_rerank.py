@@ -253,11 +253,16 @@ def test_json_equals_the_python_api_exactly(cli: Any, tiny_model: Path, tmp_path
     base = ["rerank", "-q", QUERY, "-d", path, "--model", str(tiny_model), "--json"]
     base += ["--batch-size", "8"]
     with MemReranker(model=str(tiny_model), batch_size=8) as api:
-        expected = api.rerank(QUERY, docs, top_n=40, score_threshold=0.3, instruction=instruction)
-        plain = api.rerank(QUERY, docs, top_n=40, score_threshold=0.3)
-    assert [(r.index, r.score) for r in plain] != [(r.index, r.score) for r in expected]
+        instructed = api.rerank(QUERY, docs, instruction=instruction)
+        threshold = instructed[len(docs) // 2].score  # half the documents pass it
+        expected = api.rerank(
+            QUERY, docs, top_n=30, score_threshold=threshold, instruction=instruction
+        )
+        plain = api.rerank(QUERY, docs)
+    assert [(r.index, r.score) for r in plain] != [(r.index, r.score) for r in instructed]
 
-    done = cli(*base, "--top-n", "40", "--score-threshold", "0.3", "--instruction", instruction)
+    limits = ["--top-n", "30", "--score-threshold", repr(threshold)]
+    done = cli(*base, *limits, "--instruction", instruction)
     assert done.status == 0, done.err
     got = [(r["index"], r["score"], r["document"], r["is_fallback"]) for r in done.json()]
     assert got == [(r.index, r.score, r.document, r.is_fallback) for r in expected]
