@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -71,9 +72,14 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def stand_in_dir(session_temp_dir: Path) -> Path:
-    """The demo's and the examples' stand-in model, built once into the session's
-    ``$MEMRERANKER_CACHE`` so that the example programs started by tests reuse it."""
-    from memreranker.stand_in import stand_in_model
+def stand_in_dir(session_temp_dir: Path, tiny_model: Path) -> Path:
+    """The demo's and the examples' stand-in model in the session's ``$MEMRERANKER_CACHE``,
+    so that the example programs started by tests find it there. The same builder and seed
+    as ``tiny_model``, so a copy of it rather than a second build (tests/test_demo.py
+    exercises the build)."""
+    from memreranker.stand_in import stand_in_model, stand_in_path
 
-    return stand_in_model()
+    target = stand_in_path()
+    shutil.copytree(tiny_model, target)
+    assert stand_in_model() == target  # found complete: not rebuilt
+    return target

@@ -3,9 +3,9 @@ printed once): what the CLI, the demo and the examples share."""
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
+import subprocess
 import sys
 import threading
 import time
@@ -16,7 +16,6 @@ import pytest
 from servers import RerankServer
 
 from memreranker import hub
-from memreranker.logs import log_to_stderr, stop_logging_to_stderr
 
 HUB_ID = "IAAR-Shanghai/MemReranker-4B"
 
@@ -136,24 +135,32 @@ def test_one_line() -> None:
     assert hub.one_line(ValueError("a" * 500), limit=20) == "a" * 17 + "..."
 
 
-def test_library_warnings_are_printed_once(capfd: pytest.CaptureFixture[str]) -> None:
-    """huggingface_hub prints through its own handler and propagates to the root logger: a
-    root handler (logging.basicConfig) would print each of its warnings twice."""
-    from huggingface_hub.utils import logging as hub_logging
+LOGGING_ONCE = """
+import logging
+from huggingface_hub.utils import logging as hub_logging
+from memreranker.logs import log_to_stderr, stop_logging_to_stderr
 
-    try:
-        log_to_stderr()
-        log_to_stderr()  # again: replaces its handler instead of adding a second
-        hub_logging.get_logger("huggingface_hub.test13").warning("hub-warning-13")
-        logging.getLogger("memreranker").warning("core-warning-13\nsecond line")
-        logging.getLogger("memreranker").info("core-info-13")
-    finally:
-        stop_logging_to_stderr()
-    err = capfd.readouterr().err
-    assert err.count("hub-warning-13") == 1
-    assert err.count("core-warning-13") == 1
+log_to_stderr()
+log_to_stderr()  # again: replaces its handler instead of adding a second
+hub_logging.get_logger("huggingface_hub.test13").warning("hub-warning-13")
+logging.getLogger("memreranker").warning("core-warning-13\\nsecond line")
+logging.getLogger("memreranker").info("core-info-13")
+stop_logging_to_stderr()
+logging.getLogger("memreranker").warning("after-stop-13")
+"""
+
+
+def test_library_warnings_are_printed_once() -> None:
+    """huggingface_hub prints through its own handler and propagates to the root logger: a
+    root handler (logging.basicConfig) would print each of its warnings twice. In a fresh
+    interpreter, as in the programs that call log_to_stderr."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOGGING_ONCE], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    err = done.stderr
+    assert err.count("hub-warning-13") == 1, err
+    assert err.count("core-warning-13") == 1, err
     assert "second line" not in err  # one line per record unless verbose
     assert "core-info-13" not in err
-    assert not any(
-        h.get_name() == "memreranker-stderr" for h in logging.getLogger("memreranker").handlers
-    )
+    assert "after-stop-13" not in err  # removed again (the library itself prints nothing)

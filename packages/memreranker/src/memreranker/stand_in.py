@@ -42,12 +42,16 @@ def cache_dir() -> Path:
     return Path(base).expanduser() / "memreranker"
 
 
-def _entry_name(seed: int) -> str:
-    # Keyed by the builder's source: a changed builder means another model, built afresh.
+def stand_in_path(seed: int = 0) -> Path:
+    """Where :func:`stand_in_model` keeps the model of ``seed`` (built or not yet).
+
+    The name carries a digest of ``memreranker.testing``'s source: a changed builder means
+    another model, built afresh.
+    """
     from memreranker import testing
 
     digest = hashlib.sha256(Path(testing.__file__).read_bytes()).hexdigest()[:12]
-    return f"{_PREFIX}{digest}-seed{seed}"
+    return cache_dir() / f"{_PREFIX}{digest}-seed{seed}"
 
 
 def _complete(path: Path) -> bool:
@@ -63,8 +67,8 @@ def stand_in_model(seed: int = 0) -> Path:
     """
     from memreranker.testing import build_test_model
 
-    cache = cache_dir()
-    target = cache / _entry_name(seed)
+    target = stand_in_path(seed)
+    cache = target.parent
     if _complete(target):
         return target
     cache.mkdir(parents=True, exist_ok=True)
