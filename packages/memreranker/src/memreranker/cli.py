@@ -23,6 +23,7 @@ import contextlib
 import importlib
 import os
 import sys
+import textwrap
 import typing
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -44,26 +45,28 @@ Subparsers = Any  # argparse's _SubParsersAction, private in typeshed
 
 
 class ExitStatus(IntEnum):
-    """What a ``memreranker`` command's exit status means (the same for every subcommand)."""
+    """What a ``memreranker`` command's exit status means (the same for every subcommand);
+    :data:`EXIT_STATUS_MEANINGS` says it in words, and ``--help`` shows those."""
 
     OK = 0
-    """Success."""
     SCORING_FAILED = 1
-    """Scoring failed and ``--on-error raise`` was given: the error is on stderr."""
     USAGE = 2
-    """A user error: bad arguments, a missing or invalid input file (one line on stderr)."""
     FALLBACK = 3
-    """The output is a fallback: nothing was scored, the documents are printed in input
-    order with score 0 and flagged, the reason is on stderr."""
 
 
-EXIT_STATUS_HELP = """\
-exit status:
-  0  success
-  1  scoring failed, with --on-error raise (the error is on stderr)
-  2  user error: bad arguments, a missing or invalid input file (one line on stderr)
-  3  the output is a fallback: nothing was scored; the documents are printed in input
-     order with score 0 and flagged, and the reason is on stderr"""
+EXIT_STATUS_MEANINGS: dict[ExitStatus, str] = {
+    ExitStatus.OK: "success",
+    ExitStatus.SCORING_FAILED: "scoring failed, with --on-error raise (the error is on stderr)",
+    ExitStatus.USAGE: "user error: bad arguments, a missing or invalid input file (one line "
+    "on stderr)",
+    ExitStatus.FALLBACK: "the output is a fallback: nothing was scored; the documents are "
+    "printed in input order with score 0 and flagged, and the reason is on stderr",
+}
+
+EXIT_STATUS_HELP = "exit status:\n" + "\n".join(
+    textwrap.fill(text, 90, initial_indent=f"  {status.value}  ", subsequent_indent=" " * 5)
+    for status, text in EXIT_STATUS_MEANINGS.items()
+)
 
 
 class UsageError(Exception):
@@ -163,19 +166,20 @@ def probability(text: str) -> float:
     return value
 
 
-# CLI option -> settings field, for every option add_reranker_options adds (but --api-key-env).
-RERANKER_OPTIONS: dict[str, str] = {
-    "backend": "backend",
-    "model": "model",
-    "base_url": "base_url",
-    "instruction": "instruction",
-    "on_error": "on_error",
-    "device": "device",
-    "dtype": "dtype",
-    "batch_size": "batch_size",
-    "timeout": "timeout",
-    "max_retries": "max_retries",
-}
+RERANKER_FIELDS = (
+    "backend",
+    "model",
+    "base_url",
+    "instruction",
+    "on_error",
+    "device",
+    "dtype",
+    "batch_size",
+    "timeout",
+    "max_retries",
+)
+"""The settings fields that :func:`add_reranker_options` adds as options (``--base-url`` for
+``base_url``...); ``--api-key-env`` is the one option that is not a field."""
 
 
 def add_reranker_options(parser: argparse.ArgumentParser) -> None:
@@ -262,9 +266,9 @@ def reranker_settings(args: argparse.Namespace) -> RerankerSettings:
     from pydantic import ValidationError
 
     values: dict[str, Any] = {
-        field: getattr(args, option)
-        for option, field in RERANKER_OPTIONS.items()
-        if getattr(args, option, None) is not None
+        field: getattr(args, field)
+        for field in RERANKER_FIELDS
+        if getattr(args, field, None) is not None
     }
     if args.api_key_env is not None:
         key = os.environ.get(args.api_key_env, "").strip()
