@@ -104,3 +104,15 @@ def offline_env(tmp: Path, *, hub: str, **extra: str) -> dict[str, str]:
     home.mkdir(exist_ok=True)
     env.update(HF_ENDPOINT=hub, HF_HOME=str(home), PYTHONUNBUFFERED="1", **extra)
     return env
+
+
+def check_offline_start(run: Run, model: str = "IAAR-Shanghai/MemReranker-4B") -> None:
+    """What the demo and the examples print offline, at once: one line about the Hub, one
+    about the stand-in model taking the place of ``model``; no retries, no traceback."""
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-3000:]
+    assert run.first_output_s is not None and run.first_output_s < FIRST_OUTPUT_LIMIT_S
+    lines = run.stdout.splitlines()
+    assert "Hugging Face Hub" in lines[0] and "cannot be reached" in lines[0], lines[:2]
+    assert model in lines[1] and "meaningless" in lines[1], lines[:2]
+    assert sum("meaningless" in line for line in lines) == 1
+    assert "Retrying" not in run.stderr and "Traceback" not in run.stderr

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from runkit import FIRST_OUTPUT_LIMIT_S, ROOT, Run, offline_env, run_program
+from runkit import ROOT, Run, check_offline_start, offline_env, run_program
 
 
 def snapshot(directory: Path) -> dict[str, int]:
@@ -16,16 +16,11 @@ def snapshot(directory: Path) -> dict[str, int]:
 
 
 def check_output(run: Run) -> None:
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.first_output_s is not None and run.first_output_s < FIRST_OUTPUT_LIMIT_S
+    check_offline_start(run)
     lines = run.stdout.splitlines()
-    assert "Hugging Face Hub" in lines[0] and "cannot be reached" in lines[0]
-    assert "IAAR-Shanghai/MemReranker-4B" in lines[1] and "meaningless" in lines[1]
-    assert sum("meaningless" in line for line in lines) == 1
     assert sum(line.startswith("Q: ") for line in lines) == 4
     assert sum(line.lstrip().startswith(("1.", "2.", "3.")) for line in lines) == 12
     assert "(fallback)" not in run.stdout
-    assert "Retrying" not in run.stderr and "Traceback" not in run.stderr
 
 
 @pytest.mark.timeout(600)
