@@ -1,20 +1,20 @@
 """Demo: rerank an agent's long-term memories for a few questions.
 
 Run it with ``./scripts/demo.sh``. It uses ``$MEMRERANKER_MODEL`` (a Hub id or a directory),
-else ``IAAR-Shanghai/MemReranker-4B``. When those weights cannot be had (offline, say) it
-says so and runs on a tiny random test model so that the whole path still runs; those
-scores are meaningless.
+else ``IAAR-Shanghai/MemReranker-4B``. When the Hub cannot be reached it says so in one line
+and uses only the local cache; when the weights cannot be had it says so and runs on a tiny
+random test model, built once into the cache directory (``$MEMRERANKER_CACHE``, else
+``~/.cache/memreranker``) and reused, so that the whole path still runs; those scores are
+meaningless.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import socket
 import sys
-import tempfile
 
-from memreranker import MemReranker, ModelLoadError
+from memreranker.logs import log_to_stderr
+from memreranker.stand_in import load_or_stand_in
 
 # What an assistant remembered about one user over a few weeks of conversations
 # (today is 2026-11-21). Several answers need a date or a pronoun resolved.
@@ -41,40 +41,9 @@ QUERIES = [
 ]
 
 
-def hub_reachable(timeout: float = 3.0) -> bool:
-    try:
-        socket.create_connection(("huggingface.co", 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
-def pick_reranker() -> tuple[MemReranker, bool]:
-    """The real model if it loads, else the tiny test model (second value: meaningful?)."""
-    name = os.environ.get("MEMRERANKER_MODEL", "IAAR-Shanghai/MemReranker-4B")
-    if not os.path.isdir(name) and not hub_reachable():
-        # Without this the Hub client retries for about a minute before giving up; a copy
-        # already in the local cache still loads offline.
-        os.environ["HF_HUB_OFFLINE"] = "1"
-    reranker = MemReranker(model=name, on_error="raise")
-    try:
-        reranker.load()
-        return reranker, True
-    except ModelLoadError as exc:
-        reason = str(exc).splitlines()[0].split(": ")[-1].split(", and")[0]
-        print(
-            f"{name} cannot be loaded ({reason}); running on a tiny random test model "
-            "instead, so the scores below are meaningless."
-        )
-    from memreranker.testing import build_test_model
-
-    directory = build_test_model(tempfile.mkdtemp(prefix="memreranker-demo-"), seed=0)
-    return MemReranker(model=str(directory)), False
-
-
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    reranker, meaningful = pick_reranker()
+    log_to_stderr()
+    reranker, meaningful = load_or_stand_in(os.environ.get("MEMRERANKER_MODEL"), announce=print)
     print(f"\nReranker: {reranker!r}\n")
     instruction = "Given a question about the user, find the memories that help answer it"
     for query in QUERIES:
@@ -84,6 +53,7 @@ def main() -> int:
             flag = " (fallback)" if result.is_fallback else ""
             print(f"  {rank}. [{result.score:.3f}]{flag} {result.document}")
         print()
+    reranker.close()
     if not meaningful:
         print("(tiny random test model: the order above is not a judgement of relevance)")
     return 0

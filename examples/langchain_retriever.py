@@ -1,9 +1,11 @@
 """LangChain: rerank an agent's memories with MemRerank inside a ContextualCompressionRetriever.
 
-Run: ``python examples/langchain_retriever.py`` (needs ``langchain-memreranker[local]`` and
-``langchain-classic``). It uses ``$MEMRERANKER_MODEL`` (a Hub id or a directory of
-MemReranker weights) or, when that is unset or cannot be loaded, a tiny random test model
-built in a temporary directory, so that it runs offline; that model's scores are meaningless.
+Run: ``python examples/langchain_retriever.py`` (needs ``langchain-memreranker[local]``,
+``memreranker[testing]`` and ``langchain-classic``). It uses ``$MEMRERANKER_MODEL`` (a Hub id
+or a directory of MemReranker weights), else ``IAAR-Shanghai/MemReranker-4B``. When the Hub
+cannot be reached it says so in one line and uses only the local cache; when the weights
+cannot be had it says so and runs on a tiny random test model (built once into
+``$MEMRERANKER_CACHE`` or ``~/.cache/memreranker``, then reused), whose scores are meaningless.
 
 For the hosted MemOS API instead of local weights, build the compressor as
 ``MemRerank(backend="memos", top_n=3)`` with ``$MEMOS_API_KEY`` set; nothing else changes.
@@ -12,11 +14,9 @@ For the hosted MemOS API instead of local weights, build the compressor as
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
 import re
 import sys
-import tempfile
 import zlib
 
 from langchain_classic.retrievers import ContextualCompressionRetriever
@@ -25,7 +25,8 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore
 
 from langchain_memreranker import MemRerank
-from memreranker import ModelLoadError
+from memreranker.logs import log_to_stderr
+from memreranker.stand_in import load_or_stand_in
 
 MEMORIES = [
     "User prefers Jiangxiang-flavoured baijiu, especially Moutai, but only on holidays.",
@@ -61,23 +62,6 @@ class BagOfWords(Embeddings):
         return self._embed(text)
 
 
-def build_compressor() -> MemRerank:
-    """``$MEMRERANKER_MODEL`` if set and loadable, else the tiny offline test model."""
-    name = os.environ.get("MEMRERANKER_MODEL")
-    if name:
-        compressor = MemRerank(model=name, top_n=3)
-        try:
-            compressor.reranker.load()  # load now, to say so if it cannot be had
-            return compressor
-        except ModelLoadError as exc:
-            print(f"{name} cannot be loaded ({str(exc).splitlines()[0][:120]}).")
-    from memreranker.testing import build_test_model
-
-    directory = build_test_model(tempfile.mkdtemp(prefix="memreranker-langchain-"), seed=0)
-    print("No MemReranker weights: using a tiny random test model, its scores are meaningless.")
-    return MemRerank(model=str(directory), top_n=3)
-
-
 def show(title: str, docs: list[Document]) -> None:
     print(title)
     for doc in docs:
@@ -88,8 +72,9 @@ def show(title: str, docs: list[Document]) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    compressor = build_compressor()
+    log_to_stderr()
+    core, _ = load_or_stand_in(os.environ.get("MEMRERANKER_MODEL"), announce=print)
+    compressor = MemRerank(reranker=core, top_n=3)
     store = InMemoryVectorStore(embedding=BagOfWords())
     store.add_texts(MEMORIES, ids=[f"memory-{i}" for i in range(len(MEMORIES))])
     base = store.as_retriever(search_kwargs={"k": 6})
@@ -105,7 +90,7 @@ def main() -> int:
     # The async path is native: the same results through ainvoke.
     docs = asyncio.run(retriever.ainvoke(QUERIES[0]))
     print(f"ainvoke gave the same top 3: {docs == retriever.invoke(QUERIES[0])}")
-    compressor.close()
+    core.close()
     return 0
 
 

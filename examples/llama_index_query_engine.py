@@ -2,9 +2,11 @@
 
 Run: ``python examples/llama_index_query_engine.py ["your question"]``. Needs
 ``llama-index-postprocessor-memreranker`` and ``memreranker[local]``. It uses
-``$MEMRERANKER_MODEL`` (a Hub id or a directory), else ``IAAR-Shanghai/MemReranker-4B``;
-when those weights cannot be loaded (offline, say) it runs on a tiny random test model built
-into a temporary directory (needs ``memreranker[testing]``), whose scores are meaningless.
+``$MEMRERANKER_MODEL`` (a Hub id or a directory), else ``IAAR-Shanghai/MemReranker-4B``.
+When the Hub cannot be reached it says so in one line and uses only the local cache; when
+the weights cannot be had it says so and runs on a tiny random test model (needs
+``memreranker[testing]``; built once into ``$MEMRERANKER_CACHE`` or ``~/.cache/memreranker``,
+then reused), whose scores are meaningless.
 
 Everything else is offline too: a toy hashing embedding stands in for a real embedding
 model and LlamaIndex's ``MockLLM`` for the LLM, so what to look at is the order of the
@@ -14,12 +16,10 @@ source nodes, not the answer text. For the hosted MemOS API use
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import re
 import sys
-import tempfile
 import zlib
 
 from llama_index.core import VectorStoreIndex
@@ -28,7 +28,8 @@ from llama_index.core.llms import MockLLM
 from llama_index.core.schema import TextNode
 
 from llama_index.postprocessor.memreranker import MemRerank
-from memreranker import MemReranker, ModelLoadError
+from memreranker.logs import log_to_stderr
+from memreranker.stand_in import load_or_stand_in
 
 MEMORIES = [
     "User prefers Jiangxiang-flavoured baijiu, especially Moutai, but only on holidays.",
@@ -65,45 +66,28 @@ class HashEmbedding(BaseEmbedding):
         return self._embed(text)
 
 
-def load_reranker(workdir: str) -> MemReranker:
-    """The real weights if they load, else the tiny random test model."""
-    name = os.environ.get("MEMRERANKER_MODEL", "IAAR-Shanghai/MemReranker-4B")
-    reranker = MemReranker(model=name)
-    try:
-        reranker.load()
-        return reranker
-    except ModelLoadError:
-        from memreranker.testing import build_test_model
-
-        print(f"{name} cannot be loaded: using a tiny random test model, scores are meaningless.")
-        return MemReranker(model=str(build_test_model(workdir, seed=0)))
-
-
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    log_to_stderr()
     query = sys.argv[1] if len(sys.argv) > 1 else QUERY
-    with tempfile.TemporaryDirectory(prefix="memreranker-llama-index-") as workdir:
-        core = load_reranker(workdir)
-        nodes = [TextNode(text=text, id_=f"memory-{i}") for i, text in enumerate(MEMORIES)]
-        index = VectorStoreIndex(nodes, embed_model=HashEmbedding())
-        # Retrieve generously, then let the reranker pick the best three.
-        rerank = MemRerank(reranker=core, top_n=3, keep_retrieval_score=True)
-        engine = index.as_query_engine(
-            similarity_top_k=6, node_postprocessors=[rerank], llm=MockLLM()
-        )
+    core, _ = load_or_stand_in(os.environ.get("MEMRERANKER_MODEL"), announce=print)
+    nodes = [TextNode(text=text, id_=f"memory-{i}") for i, text in enumerate(MEMORIES)]
+    index = VectorStoreIndex(nodes, embed_model=HashEmbedding())
+    # Retrieve generously, then let the reranker pick the best three.
+    rerank = MemRerank(reranker=core, top_n=3, keep_retrieval_score=True)
+    engine = index.as_query_engine(similarity_top_k=6, node_postprocessors=[rerank], llm=MockLLM())
 
-        print(f"Q: {query}")
-        print("Retrieved (hashing embedding):")
-        for hit in index.as_retriever(similarity_top_k=6).retrieve(query):
-            print(f"  [{hit.score:.3f}] {hit.node.get_content()}")
-        response = engine.query(query)
-        print(f"Reranked by {core.name} (top 3):")
-        for rank, hit in enumerate(response.source_nodes, 1):
-            retrieval = hit.node.metadata["retrieval_score"]
-            flag = " (fallback)" if hit.node.metadata.get("rerank_fallback") else ""
-            scores = f"[{hit.score:.3f}, retrieval {retrieval:.3f}]"
-            print(f"  {rank}. {scores}{flag} {hit.node.get_content()}")
-        core.close()
+    print(f"Q: {query}")
+    print("Retrieved (hashing embedding):")
+    for hit in index.as_retriever(similarity_top_k=6).retrieve(query):
+        print(f"  [{hit.score:.3f}] {hit.node.get_content()}")
+    response = engine.query(query)
+    print(f"Reranked by {core.name} (top 3):")
+    for rank, hit in enumerate(response.source_nodes, 1):
+        retrieval = hit.node.metadata["retrieval_score"]
+        flag = " (fallback)" if hit.node.metadata.get("rerank_fallback") else ""
+        scores = f"[{hit.score:.3f}, retrieval {retrieval:.3f}]"
+        print(f"  {rank}. {scores}{flag} {hit.node.get_content()}")
+    core.close()
     return 0
 
 

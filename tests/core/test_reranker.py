@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import subprocess
 import sys
@@ -246,89 +245,6 @@ def test_import_does_not_import_torch() -> None:
         "assert 'transformers' not in sys.modules, 'transformers imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
-
-
-def test_cli_table_and_json(tiny_model: Path, tmp_path: Path) -> None:
-    docs_file = tmp_path / "docs.txt"
-    docs_file.write_text("\n".join(DOCS) + "\n\n", encoding="utf-8")
-    base = [
-        sys.executable,
-        "-m",
-        "memreranker.cli",
-        "rerank",
-        "--query",
-        QUERY,
-        "--model",
-        str(tiny_model),
-        "--no-progress",
-    ]
-    out = subprocess.run(
-        [*base, "--documents", str(docs_file), "--json", "--top-n", "3"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    rows = json.loads(out)
-    expected = MemReranker(model=str(tiny_model)).rerank(QUERY, DOCS, top_n=3)
-    assert [row["index"] for row in rows] == [r.index for r in expected]
-    assert [row["score"] for row in rows] == pytest.approx([r.score for r in expected], abs=1e-6)
-
-    table = subprocess.run(
-        [*base, "--documents", "-"],
-        input=json.dumps(DOCS),
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    assert table.splitlines()[0].split() == ["rank", "score", "index", "document"]
-    assert len(table.splitlines()) == 1 + len(DOCS)
-
-
-def test_cli_chunked_equals_single_call(tiny_model: Path) -> None:
-    docs = [f"memory number {i}: user likes item {i % 7}" for i in range(150)]
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "memreranker.cli",
-            "rerank",
-            "--query",
-            QUERY,
-            "--model",
-            str(tiny_model),
-            "--json",
-            "--no-progress",
-        ],
-        input="\n".join(docs),
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    expected = MemReranker(model=str(tiny_model)).rerank(QUERY, docs)
-    assert [row["index"] for row in json.loads(out)] == [r.index for r in expected]
-
-
-def test_cli_reports_errors(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "memreranker.cli",
-            "rerank",
-            "--query",
-            QUERY,
-            "--model",
-            "/does/not/exist",
-            "--on-error",
-            "raise",
-        ],
-        input="a\nb\n",
-        capture_output=True,
-        text=True,
-    )
-    assert proc.returncode == 1
-    assert "ModelLoadError" in proc.stderr
-    assert "Traceback" not in proc.stderr
 
 
 def test_error_types_are_exceptions() -> None:

@@ -73,7 +73,8 @@ def test_a_dead_service_is_reported_as_fallbacks_with_exit_3(
     row = next(line for line in out.splitlines() if line.startswith("| dead |"))
     assert row.endswith("| 4/4 |")
     assert "fell back" in out  # the table's note on how fallbacks count
-    summary, hidden = err.splitlines()
+    warning, summary, hidden = err.splitlines()
+    assert warning.startswith("memreranker: ") and "falling back to original order" in warning
     assert summary.startswith("memreranker eval: dead fell back on 4/4 queries: ")
     assert "ServiceConnectionError" in summary
     # The core's warning is logged once; the 3 repeats are counted, not printed.
@@ -100,8 +101,8 @@ def test_on_error_raise_exits_1_with_one_line(
         ([str(SMALL), "--reranker", "vllm:m"], "expected vllm:MODEL@URL"),
         ([str(SMALL), "--category", "1"], "categories select LOCOMO"),
         ([str(LOCOMO_SAMPLE), "--category", "one"], "--category takes integers"),
-        ([str(SMALL), "--threshold", "2"], "--threshold must be in [0, 1]"),
-        ([str(SMALL), "--candidates", "0"], "--candidates must be at least 1"),
+        ([str(SMALL), "--threshold", "2"], "--threshold: must be a number within [0, 1]"),
+        ([str(SMALL), "--candidates", "0"], "--candidates: must be an integer > 0"),
         ([], "give a data file or --sample"),
         ([str(SMALL), "--sample"], "give a data file or --sample"),
         ([str(SMALL), "--reranker", "a=local:/x", "--reranker", "a=local:/y"], "named 'a'"),
@@ -117,7 +118,7 @@ def test_user_errors_are_one_line_and_exit_2(
         args = [str(tmp_path / "missing.jsonl")]
     code, out, err = run_cli(capsys, *args)
     assert (code, out) == (2, "")
-    assert err.startswith("memreranker eval: error: ") and message in err
+    assert err.startswith("memreranker: error: ") and message in err
     assert err.count("\n") == 1
 
 

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from runkit import ROOT, Run, check_offline_start, offline_env, run_program
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "llama_index_query_engine.py"
+EXAMPLE = ROOT / "examples" / "llama_index_query_engine.py"
 
 
-def run_example(tmp_path: Path, model: str | None) -> str:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    env.pop("MEMRERANKER_MODEL", None)
-    if model is not None:
-        env["MEMRERANKER_MODEL"] = model
-    done = subprocess.run(
-        [sys.executable, str(EXAMPLE)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=240,
+def run_example(tmp_path: Path, hub: str, **env: str) -> Run:
+    done = run_program(
+        [sys.executable, str(EXAMPLE)], env=offline_env(tmp_path, hub=hub, **env), cwd=tmp_path
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+    assert "Traceback" not in done.stderr and "Retrying" not in done.stderr
+    return done
 
 
 def ranked_lines(out: str) -> list[str]:
@@ -35,19 +26,20 @@ def ranked_lines(out: str) -> list[str]:
 
 
 @pytest.mark.timeout(300)
-def test_example_offline_builds_the_test_model(tmp_path: Path) -> None:
-    out = run_example(tmp_path, model=None)
-    notes = [line for line in out.splitlines() if "meaningless" in line]
-    assert len(notes) == 1
-    assert "Reranked by local:" in out
-    assert len(ranked_lines(out)) == 3
-    assert "(fallback)" not in out
+def test_example_offline_says_so_at_once_and_runs_on_the_stand_in(
+    tmp_path: Path, refused_url: str, stand_in_dir: Path
+) -> None:
+    done = run_example(tmp_path, refused_url)
+    check_offline_start(done)
+    assert f"Reranked by local:{stand_in_dir}" in done.stdout
+    assert len(ranked_lines(done.stdout)) == 3
+    assert "(fallback)" not in done.stdout
 
 
 @pytest.mark.timeout(300)
-def test_example_with_memreranker_model(tmp_path: Path, tiny_model: Path) -> None:
-    out = run_example(tmp_path, model=str(tiny_model))
-    assert "meaningless" not in out
-    assert f"Reranked by local:{tiny_model}" in out
-    assert len(ranked_lines(out)) == 3
-    assert "(fallback)" not in out
+def test_example_with_memreranker_model(tmp_path: Path, refused_url: str, tiny_model: Path) -> None:
+    done = run_example(tmp_path, refused_url, MEMRERANKER_MODEL=str(tiny_model))
+    assert "meaningless" not in done.stdout and "Hub" not in done.stdout
+    assert f"Reranked by local:{tiny_model}" in done.stdout
+    assert len(ranked_lines(done.stdout)) == 3
+    assert "(fallback)" not in done.stdout

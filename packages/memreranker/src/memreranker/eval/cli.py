@@ -1,13 +1,13 @@
 """``memreranker eval``: the command line over :func:`memreranker.eval.evaluate`.
 
-``add_parser(subparsers)`` registers the subcommand, ``run(args)`` runs it and returns the
-exit status: 0 every query was scored; 1 a reranker failed with ``--on-error raise``; 2 a
-user error (missing or malformed data, a bad spec or option), one line on stderr; 3 some
-reranker fell back on some queries (the report is printed all the same, with the count in
-its fallbacks column; one line per such reranker on stderr).
+Registered in :data:`memreranker.cli.COMMANDS`. Exit statuses as for every ``memreranker``
+command (:class:`memreranker.cli.ExitStatus`): 0 every query was scored; 1 a reranker failed
+with ``--on-error raise``; 2 a user error (missing or malformed data, a bad spec or option),
+one line on stderr; 3 some reranker fell back on some queries (the report is printed all the
+same, with the count in its fallbacks column; one line per such reranker on stderr).
 
-Only argparse is imported with this module: the evaluation's dependencies (ranx, bm25s,
-matplotlib) load when the subcommand runs.
+Only light modules are imported with this module: the evaluation's dependencies (ranx,
+bm25s, matplotlib) load when the subcommand runs.
 """
 
 from __future__ import annotations
@@ -19,12 +19,24 @@ import sys
 from dataclasses import replace
 from typing import Any
 
+from memreranker.cli import (
+    ExitStatus,
+    Subparsers,
+    UsageError,
+    add_command,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    probability,
+)
+
 HELP = "measure rerankers on your own memory data (MAP, MRR, NDCG, recall, F1)"
 
 
-def add_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add the ``eval`` subcommand to an ``add_subparsers()`` object."""
-    p: argparse.ArgumentParser = subparsers.add_parser(
+def register(subparsers: Subparsers) -> None:
+    """Add the ``eval`` subcommand."""
+    p = add_command(
+        subparsers,
         "eval",
         help=HELP,
         description=HELP + ". The first-stage order is always the baseline, 'first-stage'.",
@@ -52,7 +64,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="order of the candidates before reranking: the file's (none) or BM25's",
     )
     p.add_argument(
-        "--candidates", type=int, metavar="K", help="keep each query's first K candidates"
+        "--candidates",
+        type=positive_int,
+        metavar="K",
+        help="keep each query's first K candidates",
     )
     p.add_argument(
         "--category",
@@ -61,28 +76,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="LOCOMO: keep these question categories (repeatable; 5 = adversarial)",
     )
     p.add_argument(
-        "--threshold", type=float, default=0.5, help="P(yes) judged relevant, for F1 (0.5)"
+        "--threshold",
+        type=probability,
+        default=0.5,
+        help="P(yes) judged relevant, for F1 (default: 0.5)",
     )
     p.add_argument("--stat-test", choices=["student", "fisher"], default="student")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="also write a grouped bar chart")
     p.add_argument("--instruction", default=None, help="custom <Instruct> line")
     p.add_argument("--device", default=None, help="torch device of local rerankers")
-    p.add_argument("--batch-size", type=int, default=None, help="pairs per forward pass")
-    p.add_argument("--timeout", type=float, default=None, help="seconds per HTTP attempt")
-    p.add_argument("--max-retries", type=int, default=None, help="HTTP retries")
+    p.add_argument("--batch-size", type=positive_int, default=None, help="pairs per forward pass")
+    p.add_argument("--timeout", type=positive_float, default=None, help="seconds per HTTP attempt")
+    p.add_argument("--max-retries", type=non_negative_int, default=None, help="HTTP retries")
     p.add_argument("--on-error", choices=["fallback", "raise"], default="fallback")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    p.add_argument("-v", "--verbose", action="store_true", help="log at INFO, every warning")
-    return p
+    p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run ``memreranker eval`` for parsed ``args``; returns the exit status."""
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
     repeats = _OncePerMessage()
     core_logger = logging.getLogger("memreranker")
     if not args.verbose:
@@ -101,8 +114,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         dataset, rerankers = _prepare(args)
     except (ValueError, TypeError) as exc:
-        _say(f"error: {exc}")
-        return 2
+        raise UsageError(str(exc)) from None
     try:
         from memreranker.eval.api import evaluate
 
@@ -117,10 +129,9 @@ def _run(args: argparse.Namespace) -> int:
             )
         except MemRerankerError as exc:  # --on-error raise
             _say(f"{type(exc).__name__}: {exc}")
-            return 1
+            return ExitStatus.SCORING_FAILED
         except (ValueError, TypeError) as exc:
-            _say(f"error: {exc}")
-            return 2
+            raise UsageError(str(exc)) from None
     finally:
         for reranker in rerankers.values():
             reranker.close()
@@ -137,13 +148,12 @@ def _run(args: argparse.Namespace) -> int:
         try:
             plot_report(report, args.plot)
         except (OSError, ValueError) as exc:
-            _say(f"error: cannot write the plot {args.plot}: {exc}")
-            return 2
+            raise UsageError(f"cannot write the plot {args.plot}: {exc}") from None
     for name, count in report.fallbacks.items():
         reasons = report.systems[name].fallback_reasons
         first = max(reasons, key=reasons.__getitem__)
         _say(f"{name} fell back on {count}/{report.queries} queries: {first}")
-    return 3 if report.fallbacks else 0
+    return ExitStatus.FALLBACK if report.fallbacks else ExitStatus.OK
 
 
 def _prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -154,10 +164,6 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if args.sample == (args.data is not None):
         raise ValueError("give a data file or --sample (one of them)")
     categories = _categories(args.category)
-    if args.threshold != args.threshold or not 0.0 <= args.threshold <= 1.0:
-        raise ValueError(f"--threshold must be in [0, 1], got {args.threshold}")
-    if args.candidates is not None and args.candidates < 1:
-        raise ValueError(f"--candidates must be at least 1, got {args.candidates}")
     specs = [parse_spec(s) for s in args.reranker]  # every spec checked before any work
     dataset = load_dataset(
         SAMPLE_DATA if args.sample else args.data,

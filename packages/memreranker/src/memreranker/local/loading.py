@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ from typing import Any
 import torch
 
 from memreranker.errors import ModelLoadError
+from memreranker.hub import looks_like_path as _looks_like_path
 from memreranker.local.prompt import PREFIX, SUFFIX
 
 logger = logging.getLogger("memreranker")
@@ -40,11 +40,6 @@ class LoadedModel:
     def decoder(self) -> Any:
         """The transformer without its LM head: only two of its ~150k logits are needed."""
         return self.model.base_model
-
-
-def _looks_like_path(name: str) -> bool:
-    """Hub ids are ``owner/name``; anything else with a separator or dot start is a path."""
-    return name.startswith((".", "~", os.sep)) or name.count("/") > 1 or Path(name).is_dir()
 
 
 def resolve_device(device: str | None) -> torch.device:
