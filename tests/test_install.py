@@ -77,11 +77,12 @@ def sh(*args: str | Path, env: dict[str, str] | None = None) -> str:
 
 
 def served_scores(server: RerankServer) -> dict[str, float]:
-    """Each document's score, as the server computed it from what it received."""
+    """Each document's score, as the server computed it from the caller's texts it received
+    (inside the prompt template the core may have applied)."""
     scores: dict[str, float] = {}
     for request in server.requests:
-        for doc in request.body["documents"]:
-            scores[doc] = deterministic_score(request.body["query"], doc)
+        for doc in request.documents:
+            scores[doc] = deterministic_score(request.query, doc)
     return scores
 
 

@@ -292,9 +292,10 @@ def test_base_url_reaches_the_server_with_the_server_scores(
     done = cli("rerank", "-q", QUERY, "-d", path, *vllm(rerank_server), "--json")
     assert done.status == 0, done.err
     assert [r.path for r in rerank_server.requests] == ["/v1/rerank"]
-    sent = rerank_server.last.body  # what the server scored (the core may template it)
+    sent = rerank_server.last  # the caller's texts inside the template the core sent
+    assert sent.documents == DOCS
     expected = sorted(
-        ((deterministic_score(sent["query"], d), -i) for i, d in enumerate(sent["documents"])),
+        ((deterministic_score(sent.query, d), -i) for i, d in enumerate(sent.documents)),
         reverse=True,
     )
     assert [(r["score"], -r["index"]) for r in done.json()] == expected
