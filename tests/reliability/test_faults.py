@@ -28,10 +28,12 @@ from servers import (
     Behaviour,
     Close,
     Drop,
+    Flood,
     Hang,
     Reply,
     RerankServer,
     Score,
+    Trickle,
     duplicate_index,
     index_out_of_range,
     malformed_json,
@@ -100,6 +102,28 @@ HTTP_FAULTS: dict[str, Fault] = {
     "429 retry-after": Fault(retry_after(30), RateLimitError, 429, 429, "slow down", 1),
     "hang past timeout": Fault(
         Hang(10), RerankTimeoutError, None, requests=2, options=(("timeout", 0.2),)
+    ),
+    # A reply that comes, complete and correct, one byte every 0.1 s: each read is quick, the
+    # request is not. The attempt's timeout bounds the whole of it.
+    "trickled reply": Fault(
+        Trickle(0.1), RerankTimeoutError, None, requests=2, options=(("timeout", 0.3),)
+    ),
+    "trickled headers": Fault(
+        Trickle(0.1, headers=True),
+        RerankTimeoutError,
+        None,
+        requests=2,
+        options=(("timeout", 0.3),),
+    ),
+    # A valid ranking padded with whitespace past max_response_bytes: refused, not retried.
+    "reply over max_response_bytes": Fault(
+        Flood(2 * 2**20), InvalidResponseError, 200, options=(("max_response_bytes", 2**16),)
+    ),
+    "chunked reply over max_response_bytes": Fault(
+        Flood(2 * 2**20, declare_length=False),
+        InvalidResponseError,
+        200,
+        options=(("max_response_bytes", 2**16),),
     ),
     "reset mid-reply": Fault(Drop(), ServiceConnectionError, None, requests=2),
     "closed without reply": Fault(Close(), ServiceConnectionError, None, requests=2),

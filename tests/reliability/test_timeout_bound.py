@@ -1,16 +1,18 @@
-"""A service that never answers costs a bounded time: ``timeout * (max_retries + 1)`` plus the
-backoff waits plus a small margin, then the call falls back (or raises), on every surface."""
+"""A service that never answers, or answers a byte at a time, costs a bounded time:
+``timeout * (max_retries + 1)`` plus the backoff waits plus a small margin, then the call falls
+back (or raises), on every surface, sync and async alike."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 
 import pytest
 from reliability_kit import MODES, SURFACES, Surface, assert_fallback, memreranker_warnings
-from servers import Close, Hang, RerankServer
+from servers import Behaviour, Close, Hang, RerankServer, Trickle
 
-from memreranker import RerankTimeoutError
+from memreranker import MemReranker, RerankTimeoutError
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -25,6 +27,13 @@ WAITS = sum(min(BACKOFF_MAX, BACKOFF * 2**i) for i in range(MAX_RETRIES))
 MARGIN = 0.5  # scheduling, connecting, an event loop per async call, a loaded CI machine
 BOUND = TIMEOUT * (MAX_RETRIES + 1) + WAITS + MARGIN
 
+SLOW: dict[str, Behaviour] = {
+    "silent": Hang(60),
+    # Complete, correct replies at one byte per 0.1 s: every read is short, the request is not.
+    "trickled body": Trickle(0.1),
+    "trickled headers": Trickle(0.1, headers=True),
+}
+
 SETTINGS = {
     "timeout": TIMEOUT,
     "max_retries": MAX_RETRIES,
@@ -33,12 +42,17 @@ SETTINGS = {
 }
 
 
+@pytest.mark.parametrize("slow", sorted(SLOW))
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("surface", SURFACES)
 def test_silent_server_falls_back_within_the_bound(
-    rerank_server: RerankServer, caplog: pytest.LogCaptureFixture, surface: str, mode: str
+    rerank_server: RerankServer,
+    caplog: pytest.LogCaptureFixture,
+    surface: str,
+    mode: str,
+    slow: str,
 ) -> None:
-    rerank_server.default = Hang(60)
+    rerank_server.default = SLOW[slow]
     s = Surface(surface, backend="vllm", base_url=rerank_server.url, **SETTINGS)
     caplog.set_level(logging.WARNING, logger="memreranker")
     caplog.clear()
@@ -53,9 +67,12 @@ def test_silent_server_falls_back_within_the_bound(
     s.close()
 
 
+@pytest.mark.parametrize("slow", sorted(SLOW))
 @pytest.mark.parametrize("mode", MODES)
-def test_silent_server_raises_within_the_bound(rerank_server: RerankServer, mode: str) -> None:
-    rerank_server.default = Hang(60)
+def test_silent_server_raises_within_the_bound(
+    rerank_server: RerankServer, mode: str, slow: str
+) -> None:
+    rerank_server.default = SLOW[slow]
     s = Surface("core", backend="vllm", base_url=rerank_server.url, on_error="raise", **SETTINGS)
     start = time.monotonic()
     with pytest.raises(RerankTimeoutError):
@@ -107,3 +124,28 @@ def test_server_closing_connections_is_quick(rerank_server: RerankServer, mode: 
     start = time.monotonic()
     assert_fallback(s.run(mode, QUERY, DOCS), DOCS)
     assert time.monotonic() - start < WAITS + MARGIN  # no timeout involved
+
+
+@pytest.mark.parametrize("on_error", ["fallback", "raise"])
+@pytest.mark.parametrize("mode", MODES)
+def test_trickle_ends_within_the_deadline_plus_one_second(
+    rerank_server: RerankServer, mode: str, on_error: str
+) -> None:
+    # The case as reported: timeout=1, deadline=2 against a server sending its reply one byte
+    # every 0.1 s took 19 s on the sync path (each read was quick) and returned scores.
+    rerank_server.default = Trickle(0.1)
+    rr = MemReranker(
+        "vllm", base_url=rerank_server.url, timeout=1.0, deadline=2.0, on_error=on_error
+    )
+    start = time.monotonic()
+    if on_error == "raise":
+        with pytest.raises(RerankTimeoutError):
+            Surface("core", reranker=rr).run(mode, QUERY, DOCS)
+    else:
+        results = rr.rerank(QUERY, DOCS) if mode == "sync" else asyncio.run(rr.arerank(QUERY, DOCS))
+        assert [r.index for r in results] == [0, 1, 2]
+        assert all(
+            r.is_fallback and "RerankTimeoutError" in (r.fallback_reason or "") for r in results
+        )
+    assert time.monotonic() - start < 2.0 + 1.0
+    rr.close()

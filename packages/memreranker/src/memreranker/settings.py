@@ -85,7 +85,12 @@ class RerankerSettings(BaseModel):
         default=None,
         description="Service root. memos: falls back to $MEMOS_BASE_URL, then the documented URL.",
     )
-    timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP attempt.")
+    timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds one HTTP attempt may take, whole: connecting, sending and reading "
+        "the complete reply (a server trickling its reply cannot stretch it), sync and async.",
+    )
     max_retries: int = Field(default=2, ge=0, description="Retries after a retryable failure.")
     deadline: float | None = Field(
         default=None,
@@ -124,6 +129,13 @@ class RerankerSettings(BaseModel):
         default=True,
         description="True: a query or document over its token limit is truncated with a "
         "warning. False: it raises ValueError.",
+    )
+    max_response_bytes: int = Field(
+        default=4 * 2**20,
+        ge=1024,
+        description="Largest reply accepted (bytes, 4 MiB by default; 100 short documents need "
+        "a few kB). A larger one is an InvalidResponseError as soon as its Content-Length or "
+        "its first bytes over the limit arrive; the rest is never read.",
     )
     max_concurrency: int = Field(
         default=4, ge=1, description="Requests in flight at once per async call (batches)."
