@@ -57,8 +57,9 @@ class RerankerSettings(BaseModel):
     max_length: int = Field(
         default=8192,
         ge=64,
-        description="Token budget of one prompt (prefix + body + suffix); longer bodies are "
-        "truncated as in the model card.",
+        description="Token budget of one local prompt (prefix + body + suffix). A query over "
+        "its budget (see max_query_tokens) is cut first; then a document that does not fit is "
+        "cut from the right as in the model card, with one warning per call.",
     )
     engine: Literal["prefix", "batched"] = Field(
         default="prefix",
@@ -120,7 +121,11 @@ class RerankerSettings(BaseModel):
         "documented cap is 8k); a list over it is split across requests.",
     )
     max_query_tokens: int = Field(
-        default=2000, ge=1, description="Approximate token limit of the query (MemOS: 2k)."
+        default=2000,
+        ge=1,
+        description="Token limit of the query (MemOS: 2k; estimated for hosted backends). "
+        "Locally the query also never takes more than half of what max_length leaves for "
+        "query and document, so that documents are never cut away.",
     )
     max_document_tokens: int = Field(
         default=32000, ge=1, description="Approximate token limit of one document (MemOS: 32k)."
@@ -128,7 +133,8 @@ class RerankerSettings(BaseModel):
     truncate: bool = Field(
         default=True,
         description="True: a query or document over its token limit is truncated with a "
-        "warning. False: it raises ValueError.",
+        "warning (one per call for documents). False: it raises InputTooLongError (a "
+        "ValueError), whatever on_error says.",
     )
     max_response_bytes: int = Field(
         default=4 * 2**20,

@@ -137,6 +137,8 @@ class PrefixCacheEngine:
         loaded: The model.
         batch_size: At most this many tails per forward pass.
         max_length: Token budget of one prompt, as in the recipe.
+        max_query_tokens, truncate: How an over-long query or document is fitted, as in
+            :class:`~memreranker.local.engines.PaddedBatchEngine` (the same ``encode``).
         max_batch_tokens: At most this many (padded) tail tokens per forward pass; default
             ``batch_size * 512``.
         overhead_tokens: Per-forward cost in tokens used to trade padding for fewer forwards;
@@ -154,6 +156,8 @@ class PrefixCacheEngine:
         *,
         batch_size: int,
         max_length: int,
+        max_query_tokens: int = 2000,
+        truncate: bool = True,
         max_batch_tokens: int | None = None,
         overhead_tokens: int | None = None,
     ) -> None:
@@ -161,7 +165,13 @@ class PrefixCacheEngine:
             raise ValueError(
                 "the prefix engine needs a model whose layers all use full causal attention"
             )
-        self._recipe = PaddedBatchEngine(loaded, batch_size=batch_size, max_length=max_length)
+        self._recipe = PaddedBatchEngine(
+            loaded,
+            batch_size=batch_size,
+            max_length=max_length,
+            max_query_tokens=max_query_tokens,
+            truncate=truncate,
+        )
         self.loaded = loaded
         self.batch_size = batch_size
         self.max_length = max_length
@@ -205,7 +215,7 @@ class PrefixCacheEngine:
     def encode(
         self, query: str, documents: Sequence[str], instruction: str | None
     ) -> list[list[int]]:
-        """Full prompt ids, tokenized and truncated exactly as the model card's recipe."""
+        """Full prompt ids, tokenized and fitted exactly as the recipe engine does."""
         return self._recipe.encode(query, documents, instruction)
 
     def score(
