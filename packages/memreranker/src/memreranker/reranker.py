@@ -46,6 +46,11 @@ class MemReranker:
 
     The local model loads on the first call (or on :meth:`load`), not at construction, so
     that a missing model becomes a fallback at call time like any other outage.
+
+    ``copy.deepcopy`` and ``pickle`` give an independent reranker rebuilt from the same
+    settings and fallback chain: nothing is shared with the original (weights load again on
+    first use; caches, circuit state and connection pools start empty), and the API key
+    travels sealed, never in clear (see :class:`~memreranker.settings.RerankerSettings`).
     """
 
     def __init__(
@@ -76,6 +81,10 @@ class MemReranker:
         self.settings = settings
         self.fallback = fallback
         self._backend: Backend = create_backend(settings)
+
+    def __reduce__(self) -> tuple[Any, tuple[RerankerSettings, MemReranker | None]]:
+        # Settings, not state: the backend holds locks, pools and weights.
+        return (_rebuild, (self.settings, self.fallback))
 
     @property
     def name(self) -> str:
@@ -317,6 +326,11 @@ class MemReranker:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _rebuild(settings: RerankerSettings, fallback: MemReranker | None) -> MemReranker:
+    """Unpickle (or deep-copy) a :class:`MemReranker`."""
+    return MemReranker.from_settings(settings, fallback=fallback)
 
 
 def _check(

@@ -7,9 +7,11 @@ written here and nowhere else.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from memreranker.sealed import SealedSecret, seal
 
 Backend = Literal["local", "memos", "vllm"]
 OnError = Literal["fallback", "raise"]
@@ -19,7 +21,12 @@ DEFAULT_MEMOS_MODEL = "memos-reranker-0.6b"
 
 
 class RerankerSettings(BaseModel):
-    """Everything that configures a :class:`memreranker.MemReranker`."""
+    """Everything that configures a :class:`memreranker.MemReranker`.
+
+    Pickling writes the API key as a :class:`~memreranker.sealed.SealedSecret`, never in
+    clear: unpickling in this process (or a fork of it) restores it, anywhere else raises
+    ``ValueError`` asking for the key there.
+    """
 
     # hide_input_in_errors: a validation error must not echo the API key back.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
@@ -158,6 +165,29 @@ class RerankerSettings(BaseModel):
         gt=0,
         description="Seconds an open circuit fails fast before letting a probe call through.",
     )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        fields = dict(state["__dict__"])  # never the live __dict__: callers edit the state
+        key = fields.get("api_key")
+        if isinstance(key, SecretStr):
+            fields["api_key"] = seal(key.get_secret_value())
+        return {**state, "__dict__": fields}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        fields = state["__dict__"]
+        key = fields.get("api_key")
+        if isinstance(key, SealedSecret):
+            value = key.unseal()
+            if value is None:
+                raise ValueError(
+                    f"this {type(self).__name__} was pickled with an API key, which pickles "
+                    "never contain: only the process that pickled it (or a fork of it) can "
+                    "restore the key. Build it here with api_key=... (or, for memos, set "
+                    "MEMOS_API_KEY and leave api_key out, so no key is pickled)"
+                )
+            state = {**state, "__dict__": {**fields, "api_key": SecretStr(value)}}
+        super().__setstate__(state)
 
     def resolved_model(self) -> str | None:
         """The model name after applying the backend's default."""
