@@ -10,6 +10,7 @@ carrying the service's status, code and message.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +84,8 @@ class Fault:
     options: tuple[tuple[str, Any], ...] = ()
 
 
+SLACK = ("deadline", 3.0)
+
 HTTP_FAULTS: dict[str, Fault] = {
     "http 500": Fault(vllm_error(500, "internal"), ServiceError, 500, 500, "internal", 2),
     "http 502 text": Fault(Reply(502, "Bad Gateway"), ServiceError, 502, None, "Bad Gateway", 2),
@@ -100,20 +103,21 @@ HTTP_FAULTS: dict[str, Fault] = {
     ),
     # A Retry-After longer than the call's deadline: give up at once instead of sleeping.
     "429 retry-after": Fault(retry_after(30), RateLimitError, 429, 429, "slow down", 1),
+    # A deadline with room to spare: a GC pause on a loaded machine must not cost the retry.
     "hang past timeout": Fault(
-        Hang(10), RerankTimeoutError, None, requests=2, options=(("timeout", 0.2),)
+        Hang(10), RerankTimeoutError, None, requests=2, options=(("timeout", 0.2), SLACK)
     ),
     # A reply that comes, complete and correct, one byte every 0.1 s: each read is quick, the
     # request is not. The attempt's timeout bounds the whole of it.
     "trickled reply": Fault(
-        Trickle(0.1), RerankTimeoutError, None, requests=2, options=(("timeout", 0.3),)
+        Trickle(0.1), RerankTimeoutError, None, requests=2, options=(("timeout", 0.3), SLACK)
     ),
     "trickled headers": Fault(
         Trickle(0.1, headers=True),
         RerankTimeoutError,
         None,
         requests=2,
-        options=(("timeout", 0.3),),
+        options=(("timeout", 0.3), SLACK),
     ),
     # A valid ranking padded with whitespace past max_response_bytes: refused, not retried.
     "reply over max_response_bytes": Fault(
@@ -370,3 +374,85 @@ def test_facade_refuses_untrustworthy_backend_scores(
     strict._backend = _Scripted(scored)  # type: ignore[assignment]
     with pytest.raises(InferenceError, match="scripted"):
         Surface("core", reranker=strict).run(mode, QUERY, docs)
+
+
+# --- Fallback chains ------------------------------------------------------------------------
+#
+# The rule: one WARNING per call that met a failure, for its outcome ("scored by fallback X",
+# or "falling back to original order"), naming every reranker that failed and its error; each
+# handover along the chain is an INFO line.
+
+CHAINS = {
+    "rescued": ("fault", "ok"),
+    "rescued after two failures": ("fault", "refused", "ok"),
+    "all failed": ("fault", "refused"),
+}
+
+
+def chain_of(links: tuple[str, ...], server: RerankServer, refused_url: str) -> MemReranker:
+    reranker: MemReranker | None = None
+    for position, link in reversed(list(enumerate(links))):
+        if link == "fault":  # the MemOS route, failing with a retryable 50000 (twice)
+            settings = {"backend": "memos", "api_key": KEY, "base_url": server.memos_base_url}
+        else:
+            url = server.url if link == "ok" else refused_url
+            settings = {"backend": "vllm", "base_url": url, "model": f"link{position}"}
+        reranker = MemReranker(**settings, **FAST, fallback=reranker)
+    assert reranker is not None
+    return reranker
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("surface", SURFACES)
+@pytest.mark.parametrize("chain", sorted(CHAINS))
+def test_fallback_chain_logs_one_warning(
+    rerank_server: RerankServer,
+    refused_url: str,
+    caplog: pytest.LogCaptureFixture,
+    chain: str,
+    surface: str,
+    mode: str,
+) -> None:
+    links = CHAINS[chain]
+    rerank_server.script(*[memos_error(50000, "internal error")] * 2)  # the first link's tries
+    core = chain_of(links, rerank_server, refused_url)
+    names = []
+    link: MemReranker | None = core
+    while link is not None:
+        names.append(link.name)
+        link = link.fallback
+    s = Surface(surface, reranker=core)
+    caplog.set_level(logging.INFO, logger="memreranker")
+    caplog.clear()
+    outs = s.run(mode, QUERY, DOCS)
+    failed = [n for n, kind in zip(names, links, strict=True) if kind != "ok"]
+    warnings = memreranker_warnings(caplog)
+    assert len(warnings) == 1, [w.getMessage() for w in warnings]
+    message = warnings[0].getMessage()
+    if links[-1] == "ok":
+        assert not any(o.fallback for o in outs)
+        assert sorted(o.index for o in outs) == list(range(len(DOCS)))
+        assert f"scored by fallback {names[-1]}" in message
+    else:
+        assert_fallback(outs, DOCS)
+        assert "falling back to original order" in message
+    for name, error in zip(failed, ["ServiceError", "ServiceConnectionError"], strict=False):
+        assert f"{name}: {error}" in message
+    handovers = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.INFO and "handing over to fallback" in r.getMessage()
+    ]
+    assert len(handovers) == len(names) - 1, handovers
+    for line, (name, after) in zip(handovers, itertools.pairwise(names), strict=True):
+        assert line.startswith(f"MemReranker {name} failed, handing over to fallback {after}:")
+    strict_core = chain_of(links, rerank_server, refused_url)
+    strict_core.settings.on_error = "raise"
+    rerank_server.script(*[memos_error(50000, "internal error")] * 2)
+    if links[-1] == "ok":
+        assert not any(
+            o.fallback for o in Surface(surface, reranker=strict_core).run(mode, QUERY, DOCS)
+        )
+    else:
+        with pytest.raises(ServiceConnectionError):
+            Surface(surface, reranker=strict_core).run(mode, QUERY, DOCS)
