@@ -9,9 +9,11 @@ carrying the service's status, code and message.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import itertools
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -456,3 +458,34 @@ def test_fallback_chain_logs_one_warning(
     else:
         with pytest.raises(ServiceConnectionError):
             Surface(surface, reranker=strict_core).run(mode, QUERY, DOCS)
+
+
+def test_one_bad_batch_cancels_its_siblings(
+    rerank_server: RerankServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Four concurrent requests; the first to arrive fails for good, the others would hang for
+    # 10 s. The call falls back at once, and leaves no request of its own running behind it.
+    rerank_server.script(vllm_error(400, "bad request"), Hang(10), Hang(10), Hang(10))
+    rr = MemReranker(
+        "vllm",
+        base_url=rerank_server.url,
+        max_documents_per_request=1,
+        max_concurrency=4,
+        **FAST,
+    )
+    caplog.set_level(logging.WARNING, logger="memreranker")
+
+    async def main() -> tuple[list[Any], list[asyncio.Task[Any]], float]:
+        start = time.monotonic()
+        results = await rr.arerank(QUERY, DOCS)
+        elapsed = time.monotonic() - start
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await rr.aclose()
+        return results, left, elapsed
+
+    results, left, elapsed = asyncio.run(main())
+    assert [r.index for r in results] == [0, 1, 2, 3] and all(r.is_fallback for r in results)
+    assert left == [], f"{len(left)} sibling request(s) still running after the call"
+    assert elapsed < 5.0
+    assert len(rerank_server.requests) == 4
+    assert len(memreranker_warnings(caplog)) == 1
