@@ -196,7 +196,9 @@ class PrefixCacheEngine:
         silent mismatch would give plausible but wrong scores. Returns the largest difference.
 
         Raises:
-            PrefixEngineMismatch: both engines computed finite scores that differ.
+            PrefixEngineMismatch: the recipe computed finite scores and this engine either
+                computed others or could not run at all (an architecture whose attention
+                takes no per-layer masks or shared keys, say).
             Exception: the model cannot compute at all (recipe included); nothing to compare.
         """
         tolerance = 1e-4 if self.loaded.dtype == torch.float32 else 5e-2
@@ -204,7 +206,13 @@ class PrefixCacheEngine:
         want = self._recipe.score(_PROBE_QUERY, docs, None)
         if not all(math.isfinite(w) for w in want):
             raise ValueError("the model's own scores are not finite: nothing to compare")
-        got = self.score(_PROBE_QUERY, docs, None)
+        try:
+            got = self.score(_PROBE_QUERY, docs, None)
+        except Exception as exc:
+            raise PrefixEngineMismatch(
+                f"prefix engine self-check failed: it cannot run on this model "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
         worst = max(abs(a - b) for a, b in zip(want, got, strict=True))
         if not worst <= tolerance:
             raise PrefixEngineMismatch(
