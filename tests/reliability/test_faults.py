@@ -487,5 +487,5 @@ def test_one_bad_batch_cancels_its_siblings(
     assert [r.index for r in results] == [0, 1, 2, 3] and all(r.is_fallback for r in results)
     assert left == [], f"{len(left)} sibling request(s) still running after the call"
     assert elapsed < 5.0
-    assert len(rerank_server.requests) == 4
+    assert 1 <= len(rerank_server.requests) <= 4  # siblings may be cancelled before sending
     assert len(memreranker_warnings(caplog)) == 1
