@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 
 import pytest
 from reliability_kit import MODES, SURFACES, Surface, assert_fallback, memreranker_warnings
-from servers import Behaviour, Close, Hang, RerankServer, Trickle
+from servers import Behaviour, Close, Hang, RerankServer, Score, Trickle
 
 from memreranker import MemReranker, RerankTimeoutError
 
@@ -150,4 +151,51 @@ def test_trickle_ends_within_the_deadline_plus_one_second(
             r.is_fallback and "RerankTimeoutError" in (r.fallback_reason or "") for r in results
         )
     assert time.monotonic() - start < 2.0 + 1.0
+    rr.close()
+
+
+def test_sync_deadlines_of_concurrent_calls_are_each_their_own(
+    rerank_server: RerankServer,
+) -> None:
+    # One watchdog serves every sync request: a long deadline armed first must not delay a
+    # shorter one armed after it, and each call ends at its own.
+    rerank_server.default = Trickle(0.1)
+    timeouts = [2.0, 0.3, 1.0, 0.5]
+    ended: dict[float, float] = {}
+
+    def call(timeout: float) -> None:
+        rr = MemReranker(
+            "vllm", base_url=rerank_server.url, timeout=timeout, max_retries=0, on_error="raise"
+        )
+        start = time.monotonic()
+        with pytest.raises(RerankTimeoutError):
+            rr.rerank(QUERY, DOCS)
+        ended[timeout] = time.monotonic() - start
+        rr.close()
+
+    threads = []
+    for timeout in timeouts:
+        threads.append(threading.Thread(target=call, args=(timeout,)))
+        threads[-1].start()
+        time.sleep(0.02)  # armed in this order
+    for thread in threads:
+        thread.join(timeout=20)
+    assert sorted(ended) == sorted(timeouts)
+    for timeout, elapsed in ended.items():
+        assert timeout * 0.9 <= elapsed < timeout + MARGIN, (timeout, elapsed)
+
+
+def test_a_finished_call_leaves_its_kept_alive_connection_alone(
+    rerank_server: RerankServer,
+) -> None:
+    # The first call's reply comes 0.2 s in, within its 0.4 s; the connection goes back to the
+    # pool and sits idle past 0.4 s, when that call's watch would have fired. The next call
+    # must find it alive: same client port, no reconnect.
+    rerank_server.script(Score(delay=0.2))
+    rr = MemReranker("vllm", base_url=rerank_server.url, timeout=0.4, max_retries=0)
+    assert not any(r.is_fallback for r in rr.rerank(QUERY, DOCS))
+    time.sleep(0.5)
+    assert not any(r.is_fallback for r in rr.rerank(QUERY, DOCS))
+    first, second = (r.client_address for r in rerank_server.requests)
+    assert first == second, "the idle connection was shut down by a finished call's deadline"
     rr.close()

@@ -14,6 +14,9 @@ leaving its watch, so a late timer can never touch a connection another request 
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import os
 import socket
 import threading
 import time
@@ -44,33 +47,94 @@ _current = threading.local()
 
 
 class _Watch:
-    """Shuts the socket of one request down when its time is up."""
+    """Shuts the socket of one request down when its time is up (see :class:`_Watchdog`)."""
 
     def __init__(self, seconds: float) -> None:
         self.expired = False
+        self.finished = False
         self.connection: Any = None
-        self._timer = threading.Timer(seconds, self._expire)
-        self._timer.daemon = True
+        self._deadline = time.monotonic() + seconds
 
     def __enter__(self) -> _Watch:
         _current.watch = self
-        self._timer.start()
+        _watchdog.arm(self, self._deadline)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
         _current.watch = None
         with _watch_lock:
+            self.finished = True
             conn, self.connection = self.connection, None
             if conn is not None and getattr(conn, "_deadline_watch", None) is self:
                 conn._deadline_watch = None
+        _watchdog.disarmed()
 
-    def _expire(self) -> None:
+    def expire(self) -> None:
         with _watch_lock:
+            if self.finished:
+                return
             self.expired = True
             conn = self.connection
             if conn is not None and getattr(conn, "_deadline_watch", None) is self:
                 _shutdown(conn.sock)
+
+
+class _Watchdog:
+    """One daemon thread that expires the watches whose time is up.
+
+    A timer thread per request would cost more than a loopback request itself. Finished
+    watches stay in the heap until they come up (or until they are most of it, when it is
+    rebuilt without them). Restarted after a fork: the child has no thread yet.
+    """
+
+    def __init__(self) -> None:
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._heap: list[tuple[float, int, _Watch]] = []
+        self._order = itertools.count()
+        self._finished = 0
+        self._thread: threading.Thread | None = None
+
+    def arm(self, watch: _Watch, deadline: float) -> None:
+        with self._cond:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="memreranker-http-deadlines", daemon=True
+                )
+                self._thread.start()
+            heapq.heappush(self._heap, (deadline, next(self._order), watch))
+            if self._heap[0][2] is watch:
+                self._cond.notify()
+
+    def disarmed(self) -> None:
+        with self._cond:
+            self._finished += 1
+            if self._finished > 64 and self._finished * 2 > len(self._heap):
+                self._heap = [entry for entry in self._heap if not entry[2].finished]
+                heapq.heapify(self._heap)
+                self._finished = 0
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while True:
+                    heap = self._heap
+                    while heap and heap[0][2].finished:
+                        heapq.heappop(heap)
+                        self._finished = max(0, self._finished - 1)
+                    now = time.monotonic()
+                    if heap and heap[0][0] <= now:
+                        watch = heapq.heappop(heap)[2]
+                        break
+                    self._cond.wait(heap[0][0] - now if heap else None)
+            watch.expire()
+
+
+_watchdog = _Watchdog()
 
 
 def _claim(conn: Any) -> None:
