@@ -177,7 +177,7 @@ def test_sync_deadlines_of_concurrent_calls_are_each_their_own(
     for timeout in timeouts:
         threads.append(threading.Thread(target=call, args=(timeout,)))
         threads[-1].start()
-        time.sleep(0.02)  # armed in this order
+        time.sleep(0.2)  # armed in this order, the watchdog asleep on the longest
     for thread in threads:
         thread.join(timeout=20)
     assert sorted(ended) == sorted(timeouts)
