@@ -2,10 +2,10 @@
 
 ``requests`` (urllib3 underneath) bounds the connect and each socket read by its timeout, not
 the request: a server that trickles its reply a byte at a time keeps every read short and the
-request alive for as long as it likes. So each request here also runs under a *watch*: a timer
-that, when the attempt's time is up, shuts the request's socket down, which ends whatever
-blocking call (connect handshake, send, status line, headers, body) it was in. The same bound
-as the async transport's ``asyncio.wait_for``: one attempt never outlives its timeout.
+request alive for as long as it likes. So each request here also runs under a *watch*: when
+the attempt's time is up, a watchdog thread shuts the request's socket down, which ends
+whatever blocking call (TLS handshake, send, status line, headers, body) it was in. The same
+bound as the async transport's ``asyncio.wait_for``: one attempt never outlives its timeout.
 
 The watch finds the request's socket through connection classes that register themselves
 with the watch of the thread sending on them; a connection goes back to the pool only after
