@@ -152,9 +152,12 @@ def test_raise_on_unloadable_model() -> None:
 
 
 def test_hub_id_offline_is_a_load_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A Hub id that cannot be fetched is a load failure naming the model, not an inference
+    # error or any other MemRerankerError.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(MemRerankerError):
+    with pytest.raises(ModelLoadError, match=r"IAAR-Shanghai/MemReranker-4B") as info:
         MemReranker(model="IAAR-Shanghai/MemReranker-4B", on_error="raise").rerank(QUERY, DOCS)
+    assert type(info.value) is ModelLoadError
 
 
 def test_refuses_sequence_classification_checkpoint(tmp_path: Path, tiny_model: Path) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import threading
+import time
 import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -98,13 +100,84 @@ def test_local_shared_by_200_tasks(tiny_reranker: MemReranker) -> None:
         assert key(results) == sequential[query]
 
 
-def test_local_first_load_raced_by_16_threads(tiny_model: Any) -> None:
+def test_local_first_load_raced_by_16_threads(
+    tiny_model: Any, caplog: pytest.LogCaptureFixture
+) -> None:
     # Nobody loaded it yet: the 16 threads race for the lazy load, which must happen once.
     rr = MemReranker(model=str(tiny_model), max_length=256, on_error="raise")
+    caplog.set_level(logging.INFO, logger="memreranker")
+    caplog.clear()
     results = in_threads(rr, [QUERIES[0]] * 16)
     assert all(key(r) == key(results[0]) for r in results)
+    loads = [r for r in caplog.records if r.getMessage().startswith("loaded ")]
+    assert len(loads) == 1, f"the weights were loaded {len(loads)} times"
     assert rr._backend._engine is not None  # type: ignore[attr-defined]
     rr.close()
+
+
+def test_local_forward_passes_never_overlap(tiny_reranker: MemReranker) -> None:
+    # One forward at a time: it already uses every core (or the GPU), and the tokenizer is
+    # not thread-safe. Hooks on the real model count the forwards in flight; the short sleep
+    # in each keeps a forward open long enough for a second one to show if it could start.
+    engine = tiny_reranker._backend.load()  # type: ignore[attr-defined]
+    decoder = engine.loaded.decoder
+    lock = threading.Lock()
+    state = {"in_flight": 0, "peak": 0, "forwards": 0}
+
+    def enter(module: Any, args: Any, kwargs: Any) -> None:
+        with lock:
+            state["in_flight"] += 1
+            state["forwards"] += 1
+            state["peak"] = max(state["peak"], state["in_flight"])
+        time.sleep(0.002)
+
+    def leave(module: Any, args: Any, kwargs: Any, output: Any) -> None:
+        with lock:
+            state["in_flight"] -= 1
+
+    hooks = [
+        decoder.register_forward_pre_hook(enter, with_kwargs=True),
+        decoder.register_forward_hook(leave, with_kwargs=True),
+    ]
+    try:
+        calls = [f"{QUERIES[i % 4]} ({i})" for i in range(32)]
+        in_threads(tiny_reranker, calls)
+        in_tasks(tiny_reranker, calls[:16])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert state["forwards"] >= 48
+    assert state["peak"] == 1, f"{state['peak']} forward passes ran at once"
+
+
+def test_local_arerank_leaves_the_event_loop_free(tiny_reranker: MemReranker) -> None:
+    # The README promises local inference runs off the event loop: a ticker task keeps
+    # ticking while a long local arerank runs. Run on the loop, it could not tick at all.
+    docs = [
+        f"memory {i}: the user drinks {('tea', 'coffee')[i % 2]} at {i % 24}h" for i in range(400)
+    ]
+
+    async def main() -> tuple[int, float]:
+        ticks: list[float] = []
+        done = asyncio.Event()
+
+        async def ticker() -> None:
+            while not done.is_set():
+                ticks.append(time.monotonic())
+                await asyncio.sleep(0.005)
+
+        task = asyncio.ensure_future(ticker())
+        await asyncio.sleep(0)
+        start = time.monotonic()
+        results = await tiny_reranker.arerank("What does the user drink, and when?", docs)
+        end = time.monotonic()
+        done.set()
+        await task
+        assert len(results) == len(docs) and not any(r.is_fallback for r in results)
+        return sum(start < t < end for t in ticks), end - start
+
+    ticks, elapsed = asyncio.run(main())
+    assert ticks >= 3, f"the loop ticked {ticks} times during a {elapsed:.2f}s local arerank"
 
 
 def rss_bytes() -> int:

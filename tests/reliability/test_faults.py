@@ -9,8 +9,11 @@ carrying the service's status, code and message.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,10 +31,12 @@ from servers import (
     Behaviour,
     Close,
     Drop,
+    Flood,
     Hang,
     Reply,
     RerankServer,
     Score,
+    Trickle,
     duplicate_index,
     index_out_of_range,
     malformed_json,
@@ -86,6 +91,8 @@ class Fault:
 
 DIALECTS = ("memos", "vllm", "tei")
 
+SLACK = ("deadline", 3.0)
+
 # Faults any service can show (a proxy in front of it, a broken deployment), every dialect.
 COMMON_FAULTS: dict[str, Fault] = {
     "http 500": Fault(vllm_error(500, "internal"), ServiceError, 500, 500, "internal", 2),
@@ -104,8 +111,31 @@ COMMON_FAULTS: dict[str, Fault] = {
     ),
     # A Retry-After longer than the call's deadline: give up at once instead of sleeping.
     "429 retry-after": Fault(retry_after(30), RateLimitError, 429, 429, "slow down", 1),
+    # A deadline with room to spare: a GC pause on a loaded machine must not cost the retry.
     "hang past timeout": Fault(
-        Hang(10), RerankTimeoutError, None, requests=2, options=(("timeout", 0.2),)
+        Hang(10), RerankTimeoutError, None, requests=2, options=(("timeout", 0.2), SLACK)
+    ),
+    # A reply that comes, complete and correct, one byte every 0.1 s: each read is quick, the
+    # request is not. The attempt's timeout bounds the whole of it.
+    "trickled reply": Fault(
+        Trickle(0.1), RerankTimeoutError, None, requests=2, options=(("timeout", 0.3), SLACK)
+    ),
+    "trickled headers": Fault(
+        Trickle(0.1, headers=True),
+        RerankTimeoutError,
+        None,
+        requests=2,
+        options=(("timeout", 0.3), SLACK),
+    ),
+    # A valid ranking padded with whitespace past max_response_bytes: refused, not retried.
+    "reply over max_response_bytes": Fault(
+        Flood(2 * 2**20), InvalidResponseError, 200, options=(("max_response_bytes", 2**16),)
+    ),
+    "chunked reply over max_response_bytes": Fault(
+        Flood(2 * 2**20, declare_length=False),
+        InvalidResponseError,
+        200,
+        options=(("max_response_bytes", 2**16),),
     ),
     "reset mid-reply": Fault(Drop(), ServiceConnectionError, None, requests=2),
     "closed without reply": Fault(Close(), ServiceConnectionError, None, requests=2),
@@ -434,3 +464,116 @@ def test_facade_refuses_untrustworthy_backend_scores(
     strict._backend = _Scripted(scored)  # type: ignore[assignment]
     with pytest.raises(InferenceError, match="scripted"):
         Surface("core", reranker=strict).run(mode, QUERY, docs)
+
+
+# --- Fallback chains ------------------------------------------------------------------------
+#
+# The rule: one WARNING per call that met a failure, for its outcome ("scored by fallback X",
+# or "falling back to original order"), naming every reranker that failed and its error; each
+# handover along the chain is an INFO line.
+
+CHAINS = {
+    "rescued": ("fault", "ok"),
+    "rescued after two failures": ("fault", "refused", "ok"),
+    "all failed": ("fault", "refused"),
+}
+
+
+def chain_of(links: tuple[str, ...], server: RerankServer, refused_url: str) -> MemReranker:
+    reranker: MemReranker | None = None
+    for position, link in reversed(list(enumerate(links))):
+        if link == "fault":  # the MemOS route, failing with a retryable 50000 (twice)
+            settings = {"backend": "memos", "api_key": KEY, "base_url": server.memos_base_url}
+        else:
+            url = server.url if link == "ok" else refused_url
+            settings = {"backend": "vllm", "base_url": url, "model": f"link{position}"}
+        reranker = MemReranker(**settings, **FAST, fallback=reranker)
+    assert reranker is not None
+    return reranker
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("surface", SURFACES)
+@pytest.mark.parametrize("chain", sorted(CHAINS))
+def test_fallback_chain_logs_one_warning(
+    rerank_server: RerankServer,
+    refused_url: str,
+    caplog: pytest.LogCaptureFixture,
+    chain: str,
+    surface: str,
+    mode: str,
+) -> None:
+    links = CHAINS[chain]
+    rerank_server.script(*[memos_error(50000, "internal error")] * 2)  # the first link's tries
+    core = chain_of(links, rerank_server, refused_url)
+    names = []
+    link: MemReranker | None = core
+    while link is not None:
+        names.append(link.name)
+        link = link.fallback
+    s = Surface(surface, reranker=core)
+    caplog.set_level(logging.INFO, logger="memreranker")
+    caplog.clear()
+    outs = s.run(mode, QUERY, DOCS)
+    failed = [n for n, kind in zip(names, links, strict=True) if kind != "ok"]
+    warnings = memreranker_warnings(caplog)
+    assert len(warnings) == 1, [w.getMessage() for w in warnings]
+    message = warnings[0].getMessage()
+    if links[-1] == "ok":
+        assert not any(o.fallback for o in outs)
+        assert sorted(o.index for o in outs) == list(range(len(DOCS)))
+        assert f"scored by fallback {names[-1]}" in message
+    else:
+        assert_fallback(outs, DOCS)
+        assert "falling back to original order" in message
+    for name, error in zip(failed, ["ServiceError", "ServiceConnectionError"], strict=False):
+        assert f"{name}: {error}" in message
+    handovers = [
+        r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.INFO and "handing over to fallback" in r.getMessage()
+    ]
+    assert len(handovers) == len(names) - 1, handovers
+    for line, (name, after) in zip(handovers, itertools.pairwise(names), strict=True):
+        assert line.startswith(f"MemReranker {name} failed, handing over to fallback {after}:")
+    strict_core = chain_of(links, rerank_server, refused_url)
+    strict_core.settings.on_error = "raise"
+    rerank_server.script(*[memos_error(50000, "internal error")] * 2)
+    if links[-1] == "ok":
+        assert not any(
+            o.fallback for o in Surface(surface, reranker=strict_core).run(mode, QUERY, DOCS)
+        )
+    else:
+        with pytest.raises(ServiceConnectionError):
+            Surface(surface, reranker=strict_core).run(mode, QUERY, DOCS)
+
+
+def test_one_bad_batch_cancels_its_siblings(
+    rerank_server: RerankServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Four concurrent requests; the first to arrive fails for good, the others would hang for
+    # 10 s. The call falls back at once, and leaves no request of its own running behind it.
+    rerank_server.script(vllm_error(400, "bad request"), Hang(10), Hang(10), Hang(10))
+    rr = MemReranker(
+        "vllm",
+        base_url=rerank_server.url,
+        max_documents_per_request=1,
+        max_concurrency=4,
+        **FAST,
+    )
+    caplog.set_level(logging.WARNING, logger="memreranker")
+
+    async def main() -> tuple[list[Any], list[asyncio.Task[Any]], float]:
+        start = time.monotonic()
+        results = await rr.arerank(QUERY, DOCS)
+        elapsed = time.monotonic() - start
+        left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        await rr.aclose()
+        return results, left, elapsed
+
+    results, left, elapsed = asyncio.run(main())
+    assert [r.index for r in results] == [0, 1, 2, 3] and all(r.is_fallback for r in results)
+    assert left == [], f"{len(left)} sibling request(s) still running after the call"
+    assert elapsed < 5.0
+    assert 1 <= len(rerank_server.requests) <= 4  # siblings may be cancelled before sending
+    assert len(memreranker_warnings(caplog)) == 1

@@ -166,7 +166,39 @@ class Close:
     """Close the connection without answering at all."""
 
 
-Behaviour = Score | Reply | Hang | Drop | Close
+@dataclass
+class Trickle:
+    """Answer as ``then`` would, but one byte every ``interval`` seconds.
+
+    The reply is correct and complete in the end: only its pace is hostile. With
+    ``headers=True`` the status line and headers trickle too (else they go at once and only
+    the body trickles). A client whose timeout bounds each read, not the request, waits for
+    the whole reply (``len(reply) * interval`` seconds).
+    """
+
+    interval: float = 0.1
+    then: Score | Reply | None = None
+    headers: bool = False
+
+
+@dataclass
+class Flood:
+    """A reply padded to ``size`` bytes: ``then``'s (a valid ranking by default) followed by
+    whitespace, which JSON allows, so a client that reads it all finds a valid reply at the
+    end. Sent as fast as the client reads it, in ``chunk``-byte writes.
+
+    With ``declare_length`` it announces ``Content-Length: size``; without, it uses chunked
+    transfer encoding (no length known in advance). How many body bytes were written before
+    the client went away is appended to :attr:`RerankServer.flooded`.
+    """
+
+    size: int
+    declare_length: bool = True
+    then: Score | Reply | None = None
+    chunk: int = 64 * 1024
+
+
+Behaviour = Score | Reply | Hang | Drop | Close | Trickle | Flood
 
 
 def memos_error(code: int, message: str = "error", status: int = 200) -> Reply:
@@ -351,6 +383,8 @@ class RerankServer:
         self.default: Behaviour = Score()
         self.requests: list[RecordedRequest] = []
         self.peak_in_flight = 0
+        self.flooded: list[int] = []
+        """Body bytes written by each :class:`Flood` reply before the client went away."""
         self._in_flight = 0
         self._queue: deque[Behaviour] = deque()
         self._lock = threading.Lock()
@@ -428,6 +462,7 @@ class RerankServer:
             self.requests.clear()
             self.default = Score()
             self.peak_in_flight = 0
+            self.flooded.clear()
 
     @property
     def last(self) -> RecordedRequest:
@@ -456,8 +491,9 @@ class RerankServer:
         with self._lock:
             self._random.shuffle(items)
 
-    def _wait(self, seconds: float) -> None:
-        self._stopping.wait(seconds)
+    def _wait(self, seconds: float) -> bool:
+        """Sleep ``seconds``; True if the server is stopping (cut the wait short)."""
+        return self._stopping.wait(seconds)
 
 
 class _Server(ThreadingHTTPServer):
@@ -522,55 +558,61 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
             return
-        if isinstance(behaviour, Reply):
-            self._send(behaviour.status, behaviour.body, behaviour.headers)
+        if isinstance(behaviour, Flood):
+            self._flood(behaviour, request)
             return
-        self._score(behaviour, request)
+        if isinstance(behaviour, Trickle):
+            status, body, headers = self._answer(behaviour.then or Score(), request)
+            self._trickle(behaviour, status, body, headers)
+            return
+        self._send(*self._answer(behaviour, request))
 
-    def _score(self, behaviour: Score, request: RecordedRequest) -> None:
+    def _answer(
+        self, behaviour: Score | Reply, request: RecordedRequest
+    ) -> tuple[int, Body, Mapping[str, str]]:
+        """The status, body and headers ``behaviour`` replies with."""
+        if isinstance(behaviour, Reply):
+            return behaviour.status, behaviour.body, behaviour.headers
+        return self._score(behaviour, request)
+
+    def _score(
+        self, behaviour: Score, request: RecordedRequest
+    ) -> tuple[int, Body, Mapping[str, str]]:
+        server = self.rerank_server
         path = request.path
         if path == TEI_BASE_PATH + "/rerank":
-            self._score_tei(behaviour, request)
-            return
-        server = self.rerank_server
+            return self._score_tei(behaviour, request)
         memos = path.startswith(MEMOS_PREFIX)
         if not (
             path.endswith("/rerank") and (memos or path in ("/rerank", "/v1/rerank", "/v2/rerank"))
         ):
-            self._send_json(404, {"error": {"message": f"no route {path}", "type": "NotFound"}})
-            return
+            return 404, {"error": {"message": f"no route {path}", "type": "NotFound"}}, {}
         if server.api_key is not None:
             scheme = "Token" if memos else "Bearer"
             if request.headers.get("authorization") != f"{scheme} {server.api_key}":
                 if memos:
-                    self._send_json(
-                        200, {"code": 40132, "message": "API key invalid", "data": None}
-                    )
-                else:
-                    self._send_json(401, {"error": "Unauthorized"})
-                return
+                    return 200, {"code": 40132, "message": "API key invalid", "data": None}, {}
+                return 401, {"error": "Unauthorized"}, {}
         body = request.body
         try:
             pair = self._pair(request, "documents")
         except ValueError as exc:
-            self._send_json(400, {"error": {"message": str(exc), "type": "BadRequestError"}})
-            return
+            return 400, {"error": {"message": str(exc), "type": "BadRequestError"}}, {}
         if pair is None:
             if memos:
-                self._send_json(200, {"code": 40002, "message": "query and documents are required"})
-            else:
-                self._send_json(
-                    400,
-                    {
-                        "error": {
-                            "message": "bad request",
-                            "type": "BadRequestError",
-                            "param": None,
-                            "code": 400,
-                        }
-                    },
-                )
-            return
+                return 200, {"code": 40002, "message": "query and documents are required"}, {}
+            return (
+                400,
+                {
+                    "error": {
+                        "message": "bad request",
+                        "type": "BadRequestError",
+                        "param": None,
+                        "code": 400,
+                    }
+                },
+                {},
+            )
         assert isinstance(body, dict)
         documents = body["documents"]
         cohere = path == "/v2/rerank"
@@ -605,28 +647,28 @@ class _Handler(BaseHTTPRequestHandler):
         if behaviour.envelope == "data":
             reply = {"code": behaviour.code, "message": "ok", "data": reply}
         sent = behaviour.mutate(reply, body) if behaviour.mutate is not None else reply
-        self._send(200, sent, behaviour.headers)
+        return 200, sent, behaviour.headers
 
-    def _score_tei(self, behaviour: Score, request: RecordedRequest) -> None:
+    def _score_tei(
+        self, behaviour: Score, request: RecordedRequest
+    ) -> tuple[int, Body, Mapping[str, str]]:
         server = self.rerank_server
         if server.api_key is not None:
             if request.headers.get("authorization") != f"Bearer {server.api_key}":
-                self._send(401, None, {})  # TEI's auth layer: a bare 401
-                return
+                return 401, None, {}  # TEI's auth layer: a bare 401
         body = request.body
         try:
             pair = self._pair(request, "texts")
         except ValueError as exc:
-            self._send_json(400, {"error": str(exc), "error_type": "validation"})
-            return
+            return 400, {"error": str(exc), "error_type": "validation"}, {}
         if pair is None or not isinstance(body, dict):
-            self._send_json(
-                422, {"error": "missing field `query` or `texts`", "error_type": "validation"}
+            return (
+                422,
+                {"error": "missing field `query` or `texts`", "error_type": "validation"},
+                {},
             )
-            return
         if not pair.documents:
-            self._send_json(413, {"error": "`texts` cannot be empty", "error_type": "validation"})
-            return
+            return 413, {"error": "`texts` cannot be empty", "error_type": "validation"}, {}
         sent = body["texts"]
         results = [
             {
@@ -646,7 +688,7 @@ class _Handler(BaseHTTPRequestHandler):
         if behaviour.delay:
             server._wait(behaviour.delay)
         sent = behaviour.mutate(results, body) if behaviour.mutate is not None else results
-        self._send(200, sent, behaviour.headers)
+        return 200, sent, behaviour.headers
 
     def _pair(self, request: RecordedRequest, field: str) -> Pair | None:
         """The texts of a well-formed request, ``None`` for a malformed one. ``ValueError``
@@ -664,26 +706,83 @@ class _Handler(BaseHTTPRequestHandler):
     # -- writing -----------------------------------------------------------------------------
 
     def _send(self, status: int, body: Body, headers: Mapping[str, str]) -> None:
-        if isinstance(body, bytes):
-            data, ctype = body, "application/octet-stream"
-        elif isinstance(body, str):
-            data, ctype = body.encode("utf-8"), "text/plain; charset=utf-8"
-        elif body is None:
-            data, ctype = b"", "text/plain"
-        else:
-            data, ctype = json.dumps(body).encode("utf-8"), "application/json"
+        data, all_headers = _encode(body, headers)
         self.send_response(status)
-        if not any(k.lower() == "content-type" for k in headers):
-            self.send_header("Content-Type", ctype)
-        for name, value in headers.items():
+        for name, value in all_headers:
             self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
         self.wfile.flush()
 
+    def _trickle(
+        self, behaviour: Trickle, status: int, body: Body, headers: Mapping[str, str]
+    ) -> None:
+        data, all_headers = _encode(body, headers)
+        head = f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in all_headers) + "\r\n"
+        if behaviour.headers:
+            data = head.encode("latin-1") + data
+        else:
+            self.wfile.write(head.encode("latin-1"))
+            self.wfile.flush()
+        server = self.rerank_server
+        for i in range(len(data)):
+            if server._wait(behaviour.interval):
+                break
+            self.wfile.write(data[i : i + 1])
+            self.wfile.flush()
+        self.close_connection = True
+
+    def _flood(self, behaviour: Flood, request: RecordedRequest) -> None:
+        status, body, headers = self._answer(behaviour.then or Score(), request)
+        data, all_headers = _encode(body, headers)
+        self.send_response(status)
+        for name, value in all_headers:
+            if name != "Content-Length":
+                self.send_header(name, value)
+        if behaviour.declare_length:
+            self.send_header("Content-Length", str(max(behaviour.size, len(data))))
+        else:
+            self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.close_connection = True
+        sent = 0
+        try:
+            while sent < max(behaviour.size, len(data)):
+                piece = data[sent : sent + behaviour.chunk]
+                piece += b" " * min(
+                    behaviour.chunk - len(piece), behaviour.size - sent - len(piece)
+                )
+                if behaviour.declare_length:
+                    self.wfile.write(piece)
+                else:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                sent += len(piece)
+            if not behaviour.declare_length:
+                self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        finally:
+            with self.rerank_server._lock:
+                self.rerank_server.flooded.append(sent)
+
     def _send_json(self, status: int, body: Any) -> None:
         self._send(status, body, {})
+
+
+def _encode(body: Body, headers: Mapping[str, str]) -> tuple[bytes, list[tuple[str, str]]]:
+    """The bytes of ``body`` (dict/list as JSON, str/bytes raw) and every header to send."""
+    if isinstance(body, bytes):
+        data, ctype = body, "application/octet-stream"
+    elif isinstance(body, str):
+        data, ctype = body.encode("utf-8"), "text/plain; charset=utf-8"
+    elif body is None:
+        data, ctype = b"", "text/plain"
+    else:
+        data, ctype = json.dumps(body).encode("utf-8"), "application/json"
+    out = [] if any(k.lower() == "content-type" for k in headers) else [("Content-Type", ctype)]
+    out += list(headers.items())
+    out.append(("Content-Length", str(len(data))))
+    return data, out
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from langchain_core.load.serializable import (
 from pydantic import ConfigDict, Field
 
 from memreranker import RerankResult
-from memreranker.integration import RerankerShell
+from memreranker.integration import RerankerShell, detached_copy
 from memreranker.memory_text import memory_text
 
 RELEVANCE_SCORE_KEY = "relevance_score"
@@ -61,8 +61,9 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerShell):
     instead. With a ready ``reranker`` the core fields mirror its settings (see
     :class:`memreranker.integration.RerankerShell`).
 
-    Results are new ``Document`` objects (same ``id``, same content, a new metadata dict)
-    with ``metadata["relevance_score"]``, best first. When scoring fails and ``on_error``
+    Results are new ``Document`` objects (same ``id``, same content, a deep copy of the
+    metadata: nothing mutable is shared with the input) with
+    ``metadata["relevance_score"]``, best first. When scoring fails and ``on_error``
     is ``"fallback"`` (the default), the documents come back in their original order, cut
     to ``top_n``, with ``relevance_score`` 0.0 and ``metadata["rerank_fallback"] = True``,
     and the core logs one warning: the chain keeps running.
@@ -218,14 +219,14 @@ def _text_of(doc: Any, i: int) -> str:
 def _to_documents(documents: Sequence[Document], results: list[RerankResult]) -> list[Document]:
     out = []
     for result in results:
-        source = documents[result.index]  # by index, never by position in the results
-        metadata = dict(source.metadata)
+        document = detached_copy(documents[result.index])  # by index, never by position
+        metadata = document.metadata
         metadata[RELEVANCE_SCORE_KEY] = result.score
         if result.is_fallback:
             metadata[FALLBACK_KEY] = True
         else:
             metadata.pop(FALLBACK_KEY, None)  # stale flag from an earlier reranking
-        out.append(source.model_copy(update={"metadata": metadata}))
+        out.append(document)
     return out
 
 

@@ -8,18 +8,52 @@ holds exactly one :class:`~memreranker.MemReranker`, built once, and adds ``top_
 
 from __future__ import annotations
 
+import copy
+import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import Field, PrivateAttr, SecretStr, field_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
 
 from memreranker.reranker import MemReranker
 from memreranker.settings import RerankerSettings
 from memreranker.types import RerankResult
 from memreranker.validation import check_score_threshold, check_top_n
 
+logger = logging.getLogger("memreranker")
+
 CORE_FIELDS: frozenset[str] = frozenset(RerankerSettings.model_fields)
 """The settings that configure the core: fixed once a shell has built it."""
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def detached_copy(item: Model) -> Model:
+    """A copy of a framework object (a LangChain ``Document``, a LlamaIndex node) that shares
+    nothing mutable with it: editing a nested metadata value (or a LlamaIndex relationship)
+    of either never shows in the other.
+
+    A value ``copy.deepcopy`` cannot copy (a lock, an open file, a client someone put in the
+    metadata) is shared rather than failing a call whose scoring succeeded; its containers
+    are still copied.
+    """
+    try:
+        return item.model_copy(deep=True)
+    except Exception as exc:
+        logger.debug("deep copy of a %s failed (%s): copying value by value", type(item), exc)
+    fields = {name: _copied(getattr(item, name)) for name in type(item).model_fields}
+    return item.model_copy(update=fields)
+
+
+def _copied(value: Any) -> Any:
+    try:
+        return copy.deepcopy(value)
+    except Exception:
+        if isinstance(value, dict):
+            return {key: _copied(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [_copied(item) for item in value]
+        return value
 
 
 class RerankerShell(RerankerSettings):
@@ -89,6 +123,16 @@ class RerankerShell(RerankerSettings):
                 f"create a new {type(self).__name__} with the settings you want"
             )
         super().__setattr__(name, value)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A core built here is rebuilt from these settings on first use after unpickling;
+        # a ready one given at construction travels (rebuilt from its own settings and
+        # fallback chain by MemReranker's pickling). The key is sealed, never in clear.
+        state = super().__getstate__()
+        private = dict(state.get("__pydantic_private__") or {})
+        if private.get("_owns_core", True):
+            private["_core"] = None
+        return {**state, "__pydantic_private__": private}
 
     def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Any:
         # The core (weights, locks, connection pools) is shared by copies, never copied.

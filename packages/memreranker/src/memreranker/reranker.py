@@ -25,6 +25,9 @@ from memreranker.validation import (
 
 logger = logging.getLogger("memreranker")
 
+Failure = tuple[str, MemRerankerError]
+"""A reranker of a fallback chain that failed during a call: its name and its error."""
+
 
 class MemReranker:
     """Rerank documents (an agent's memories, RAG chunks) by how well they answer a query.
@@ -47,6 +50,11 @@ class MemReranker:
 
     The local model loads on the first call (or on :meth:`load`), not at construction, so
     that a missing model becomes a fallback at call time like any other outage.
+
+    ``copy.deepcopy`` and ``pickle`` give an independent reranker rebuilt from the same
+    settings and fallback chain: nothing is shared with the original (weights load again on
+    first use; caches, circuit state and connection pools start empty), and the API key
+    travels sealed, never in clear (see :class:`~memreranker.settings.RerankerSettings`).
     """
 
     def __init__(
@@ -77,6 +85,10 @@ class MemReranker:
         self.settings = settings
         self.fallback = fallback
         self._backend: Backend = create_backend(settings)
+
+    def __reduce__(self) -> tuple[Any, tuple[RerankerSettings, MemReranker | None]]:
+        # Settings, not state: the backend holds locks, pools and weights.
+        return (_rebuild, (self.settings, self.fallback))
 
     @property
     def name(self) -> str:
@@ -137,16 +149,18 @@ class MemReranker:
         if not docs:
             return []
         reporter = Progress.create(progress, len(docs), desc=self.name)
+        failures: list[Failure] = []
         try:
-            scored = self._score_chain(query, docs, top_n, instruction, reporter)
+            scored = self._score_chain(query, docs, top_n, instruction, reporter, failures)
         except MemRerankerError as exc:
-            return self._recover(exc, docs, top_n)
+            return self._recover(exc, docs, top_n, failures)
         else:
             if reporter is not None:
                 reporter.finish()
         finally:
             if reporter is not None:
                 reporter.close()
+        self._log_rescue(failures)
         return ranking.rank(docs, scored, top_n=top_n, score_threshold=threshold)
 
     async def arerank(
@@ -167,16 +181,18 @@ class MemReranker:
         if not docs:
             return []
         reporter = Progress.create(progress, len(docs), desc=self.name)
+        failures: list[Failure] = []
         try:
-            scored = await self._ascore_chain(query, docs, top_n, instruction, reporter)
+            scored = await self._ascore_chain(query, docs, top_n, instruction, reporter, failures)
         except MemRerankerError as exc:
-            return self._recover(exc, docs, top_n)
+            return self._recover(exc, docs, top_n, failures)
         else:
             if reporter is not None:
                 reporter.finish()
         finally:
             if reporter is not None:
                 reporter.close()
+        self._log_rescue(failures)
         return ranking.rank(docs, scored, top_n=top_n, score_threshold=threshold)
 
     def _score_chain(
@@ -186,7 +202,10 @@ class MemReranker:
         top_n: int | None,
         instruction: str | None,
         reporter: Progress | None,
+        failures: list[Failure],
     ) -> list[Scored]:
+        """Score with this reranker, else hand over down the fallback chain; every failure
+        is appended to ``failures`` (the last one is also raised)."""
         try:
             scored = self._backend.score(
                 query,
@@ -200,12 +219,13 @@ class MemReranker:
             raise
         except Exception as exc:
             error = self._typed(exc)
+            failures.append((self.name, error))
             if self.fallback is None:
                 raise error from exc
             self._log_handover(error)
         if reporter is not None:
             reporter.restart()
-        return self.fallback._score_chain(query, docs, top_n, instruction, reporter)
+        return self.fallback._score_chain(query, docs, top_n, instruction, reporter, failures)
 
     async def _ascore_chain(
         self,
@@ -214,7 +234,10 @@ class MemReranker:
         top_n: int | None,
         instruction: str | None,
         reporter: Progress | None,
+        failures: list[Failure],
     ) -> list[Scored]:
+        """Score with this reranker, else hand over down the fallback chain; every failure
+        is appended to ``failures`` (the last one is also raised)."""
         try:
             scored = await self._backend.ascore(
                 query,
@@ -228,12 +251,15 @@ class MemReranker:
             raise
         except Exception as exc:
             error = self._typed(exc)
+            failures.append((self.name, error))
             if self.fallback is None:
                 raise error from exc
             self._log_handover(error)
         if reporter is not None:
             reporter.restart()
-        return await self.fallback._ascore_chain(query, docs, top_n, instruction, reporter)
+        return await self.fallback._ascore_chain(
+            query, docs, top_n, instruction, reporter, failures
+        )
 
     def _instruction(self, instruction: str | None) -> str | None:
         return instruction if instruction is not None else self.settings.instruction
@@ -264,18 +290,46 @@ class MemReranker:
             return exc
         return InferenceError(f"{self.name}: {type(exc).__name__}: {exc}")
 
+    # One WARNING per call that met a failure, for its outcome: rescued by a fallback
+    # reranker, or the original order. Each handover along the chain is logged at INFO.
+
     def _log_handover(self, error: MemRerankerError) -> None:
         assert self.fallback is not None
+        logger.info(
+            "MemReranker %s failed, handing over to fallback %s: %s: %s",
+            self.name,
+            self.fallback.name,
+            type(error).__name__,
+            error,
+        )
+
+    def _log_rescue(self, failures: list[Failure]) -> None:
+        if not failures:
+            return
+        scorer: MemReranker = self
+        for _ in failures:
+            assert scorer.fallback is not None
+            scorer = scorer.fallback
         logger.warning(
-            "MemReranker %s failed, trying fallback %s: %s", self.name, self.fallback.name, error
+            "MemReranker %s failed, scored by fallback %s: %s",
+            self.name,
+            scorer.name,
+            _describe(failures),
         )
 
     def _recover(
-        self, error: MemRerankerError, docs: list[str], top_n: int | None
+        self,
+        error: MemRerankerError,
+        docs: list[str],
+        top_n: int | None,
+        failures: list[Failure],
     ) -> list[RerankResult]:
         if self.settings.on_error == "raise":
             raise error
-        reason = f"{type(error).__name__}: {error}"
+        if len(failures) > 1:  # a chain: name each reranker with its error
+            reason = _describe(failures)
+        else:
+            reason = f"{type(error).__name__}: {error}"
         logger.warning(
             "MemReranker %s reranking failed, falling back to original order: %s", self.name, reason
         )
@@ -318,6 +372,15 @@ class MemReranker:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _describe(failures: list[Failure]) -> str:
+    return "; ".join(f"{name}: {type(error).__name__}: {error}" for name, error in failures)
+
+
+def _rebuild(settings: RerankerSettings, fallback: MemReranker | None) -> MemReranker:
+    """Unpickle (or deep-copy) a :class:`MemReranker`."""
+    return MemReranker.from_settings(settings, fallback=fallback)
 
 
 def _check(

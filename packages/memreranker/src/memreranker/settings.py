@@ -7,9 +7,11 @@ written here and nowhere else.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from memreranker.sealed import SealedSecret, seal
 
 Backend = Literal["local", "memos", "vllm", "tei"]
 OnError = Literal["fallback", "raise"]
@@ -25,7 +27,12 @@ DEFAULT_MEMOS_MODEL = "memos-reranker-0.6b"
 
 
 class RerankerSettings(BaseModel):
-    """Everything that configures a :class:`memreranker.MemReranker`."""
+    """Everything that configures a :class:`memreranker.MemReranker`.
+
+    Pickling writes the API key as a :class:`~memreranker.sealed.SealedSecret`, never in
+    clear: unpickling in this process (or a fork of it) restores it, anywhere else raises
+    ``ValueError`` asking for the key there.
+    """
 
     # hide_input_in_errors: a validation error must not echo the API key back.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
@@ -75,8 +82,9 @@ class RerankerSettings(BaseModel):
     max_length: int = Field(
         default=8192,
         ge=64,
-        description="Token budget of one prompt (prefix + body + suffix); longer bodies are "
-        "truncated as in the model card.",
+        description="Token budget of one local prompt (prefix + body + suffix). A query over "
+        "its budget (see max_query_tokens) is cut first; then a document that does not fit is "
+        "cut from the right as in the model card, with one warning per call.",
     )
     engine: Literal["prefix", "batched"] = Field(
         default="prefix",
@@ -103,7 +111,12 @@ class RerankerSettings(BaseModel):
         default=None,
         description="Service root. memos: falls back to $MEMOS_BASE_URL, then the documented URL.",
     )
-    timeout: float = Field(default=30.0, gt=0, description="Seconds per HTTP attempt.")
+    timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds one HTTP attempt may take, whole: connecting, sending and reading "
+        "the complete reply (a server trickling its reply cannot stretch it), sync and async.",
+    )
     max_retries: int = Field(default=2, ge=0, description="Retries after a retryable failure.")
     deadline: float | None = Field(
         default=None,
@@ -136,7 +149,10 @@ class RerankerSettings(BaseModel):
     max_query_tokens: int = Field(
         default=2000,
         ge=1,
-        description="Approximate token limit of the query as sent, template included (MemOS: 2k).",
+        description="Token limit of the query as sent, template included (MemOS: 2k; "
+        "estimated for hosted backends). Locally the query also never takes more than half "
+        "of what max_length leaves for query and document, so that documents are never cut "
+        "away.",
     )
     max_document_tokens: int = Field(
         default=32000,
@@ -147,7 +163,15 @@ class RerankerSettings(BaseModel):
     truncate: bool = Field(
         default=True,
         description="True: a query or document over its token limit is truncated with a "
-        "warning. False: it raises ValueError.",
+        "warning (one per call for documents). False: it raises InputTooLongError (a "
+        "ValueError), whatever on_error says.",
+    )
+    max_response_bytes: int = Field(
+        default=4 * 2**20,
+        ge=1024,
+        description="Largest reply accepted (bytes, 4 MiB by default; 100 short documents need "
+        "a few kB). A larger one is an InvalidResponseError as soon as its Content-Length or "
+        "its first bytes over the limit arrive; the rest is never read.",
     )
     max_concurrency: int = Field(
         default=4, ge=1, description="Requests in flight at once per async call (batches)."
@@ -186,6 +210,29 @@ class RerankerSettings(BaseModel):
         if self.max_documents_per_request is not None:
             return self.max_documents_per_request
         return DEFAULT_MAX_DOCUMENTS_PER_REQUEST.get(self.backend, 100)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        fields = dict(state["__dict__"])  # never the live __dict__: callers edit the state
+        key = fields.get("api_key")
+        if isinstance(key, SecretStr):
+            fields["api_key"] = seal(key.get_secret_value())
+        return {**state, "__dict__": fields}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        fields = state["__dict__"]
+        key = fields.get("api_key")
+        if isinstance(key, SealedSecret):
+            value = key.unseal()
+            if value is None:
+                raise ValueError(
+                    f"this {type(self).__name__} was pickled with an API key, which pickles "
+                    "never contain: only the process that pickled it (or a fork of it) can "
+                    "restore the key. Build it here with api_key=... (or, for memos, set "
+                    "MEMOS_API_KEY and leave api_key out, so no key is pickled)"
+                )
+            state = {**state, "__dict__": {**fields, "api_key": SecretStr(value)}}
+        super().__setstate__(state)
 
     def resolved_model(self) -> str | None:
         """The model name after applying the backend's default."""

@@ -18,7 +18,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from memreranker import RerankResult
-from memreranker.integration import RerankerShell
+from memreranker.integration import RerankerShell, detached_copy
 
 dispatcher = get_dispatcher(__name__)
 
@@ -46,8 +46,10 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
             ``metadata["retrieval_score"]`` of the returned nodes.
         **settings: Any field of :class:`memreranker.RerankerSettings`.
 
-    Returns new ``NodeWithScore`` objects holding copies of the nodes, ``score`` set to the
-    rerank score; the caller's nodes are left untouched. When scoring fails and
+    Returns new ``NodeWithScore`` objects holding deep copies of the nodes (metadata and
+    relationships share nothing mutable with the input), ``score`` set to the rerank score;
+    the caller's nodes are left untouched. A ``rerank_fallback`` flag left by an earlier
+    failed call is removed on success. When scoring fails and
     ``on_error="fallback"`` (the default), the nodes keep their order (cut to ``top_n``) with
     score 0.0 and ``metadata["rerank_fallback"] = True``, and a warning is logged.
     """
@@ -60,6 +62,11 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
     @classmethod
     def class_name(cls) -> str:
         return "MemRerank"
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # BaseComponent's re-runs __init__ from the fields alone, which would drop a ready
+        # reranker (and its fallback chain): restore the pickled state as it was.
+        RerankerShell.__setstate__(self, state)
 
     def _postprocess_nodes(
         self,
@@ -124,12 +131,14 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         return reranked
 
     def _result_node(self, original: NodeWithScore, result: RerankResult) -> NodeWithScore:
-        metadata = dict(original.node.metadata)
+        node = detached_copy(original.node)  # metadata, relationships...: nothing shared
+        metadata = node.metadata
         if self.keep_retrieval_score:
             metadata[RETRIEVAL_SCORE_KEY] = original.score
         if result.is_fallback:
             metadata[FALLBACK_KEY] = True
-        node = original.node.model_copy(update={"metadata": metadata})
+        else:
+            metadata.pop(FALLBACK_KEY, None)  # stale flag from an earlier reranking
         return NodeWithScore(node=node, score=result.score)
 
 

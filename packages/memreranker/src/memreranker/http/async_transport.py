@@ -24,6 +24,7 @@ import httpx
 
 from memreranker.errors import RerankTimeoutError, ServiceConnectionError, ServiceError
 from memreranker.http.protocol import HTTPReply, HTTPRequest, redact_url, scrub
+from memreranker.http.reply_limit import BodyBuffer, check_declared_length
 from memreranker.http.retry import Send, Step
 from memreranker.ranking import Scored
 
@@ -68,9 +69,10 @@ def _ssl_context() -> ssl.SSLContext:
 class AsyncTransport:
     """Sends requests with the ``httpx.AsyncClient`` of the running event loop."""
 
-    def __init__(self, *, pool_size: int, secret: str | None) -> None:
+    def __init__(self, *, pool_size: int, secret: str | None, max_reply_bytes: int) -> None:
         self._pool_size = pool_size
         self._secret = secret
+        self._max_reply_bytes = max_reply_bytes
         self._clients: dict[int, _LoopClient] = {}
         self._lock = threading.Lock()
         self._pending: set[object] = set()
@@ -106,23 +108,35 @@ class AsyncTransport:
                 _abandon(entry.closer)
 
     async def send(self, request: HTTPRequest, timeout: float) -> HTTPReply:
-        """POST ``request``; a connection failure or timeout becomes a typed error."""
+        """POST ``request`` and read the reply, all within ``timeout`` seconds.
+
+        Raises:
+            RerankTimeoutError: the reply was not complete in time (however slowly it came).
+            ServiceConnectionError: no connection, or it broke.
+            InvalidResponseError: the reply is over ``max_reply_bytes``.
+        """
         entry = await self._get_client()
 
-        async def post() -> httpx.Response:
-            async with entry.gate:  # waiting for a connection counts towards the timeout
-                return await entry.client.post(
+        async def post() -> HTTPReply:
+            async with (
+                entry.gate,  # waiting for a connection counts towards the timeout
+                entry.client.stream(
+                    "POST",
                     request.url,
                     content=request.content,
                     headers=dict(request.headers),
                     timeout=httpx.Timeout(timeout),
-                )
+                ) as response,
+            ):
+                body = await self._read(response, request.url)
+                headers = {name.lower(): value for name, value in response.headers.items()}
+                return HTTPReply(status=response.status_code, headers=headers, body=body)
 
         try:
-            response = await asyncio.wait_for(post(), timeout)
+            return await asyncio.wait_for(post(), timeout)
         except (httpx.TimeoutException, asyncio.TimeoutError) as exc:
             raise RerankTimeoutError(
-                f"no reply from {redact_url(request.url)} within {timeout:.3g}s "
+                f"no complete reply from {redact_url(request.url)} within {timeout:.3g}s "
                 f"({type(exc).__name__})"
             ) from None
         except httpx.HTTPError as exc:
@@ -132,8 +146,16 @@ class AsyncTransport:
                     self._secret,
                 )
             ) from None
-        headers = {name.lower(): value for name, value in response.headers.items()}
-        return HTTPReply(status=response.status_code, headers=headers, body=response.content)
+
+    async def _read(self, response: httpx.Response, url: str) -> bytes:
+        limit, status = self._max_reply_bytes, response.status_code
+        check_declared_length(
+            response.headers.get("content-length"), limit=limit, url=url, status=status
+        )
+        buffer = BodyBuffer(limit=limit, url=url, status=status)
+        async for chunk in response.aiter_bytes():
+            buffer.add(chunk)
+        return buffer.getvalue()
 
     async def aclose(self) -> None:
         """Close the client of the running loop (and drop those of dead loops)."""

@@ -133,8 +133,9 @@ class HTTPBackend:
         # flight x connections), so far more connections cost more than they save
         # (benchmarks/http.py).
         pool_size = max(24, settings.max_concurrency)
-        self._sync = SyncTransport(pool_size=pool_size, secret=self._endpoint.api_key)
-        self._async = AsyncTransport(pool_size=pool_size, secret=self._endpoint.api_key)
+        secret, cap = self._endpoint.api_key, settings.max_response_bytes
+        self._sync = SyncTransport(pool_size=pool_size, secret=secret, max_reply_bytes=cap)
+        self._async = AsyncTransport(pool_size=pool_size, secret=secret, max_reply_bytes=cap)
         self._warned_instruction = False
         self._circuit = CircuitBreaker(
             name=f"{self.name} {protocol.redact_url(self._endpoint.url)}",

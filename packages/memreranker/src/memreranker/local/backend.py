@@ -6,9 +6,9 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from memreranker.errors import InferenceError, MemRerankerError, ModelLoadError
+from memreranker.errors import InferenceError, InputTooLongError, MemRerankerError, ModelLoadError
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
 from memreranker.settings import RerankerSettings
@@ -78,6 +78,8 @@ class LocalBackend:
         with self._run_lock:
             try:
                 scores = engine.score(query, documents, instruction, progress=progress)
+            except InputTooLongError:  # a caller mistake (truncate=False), not an outage
+                raise
             except Exception as exc:
                 raise InferenceError(f"{type(exc).__name__}: {exc}") from exc
         return list(enumerate(scores))
@@ -115,9 +117,7 @@ def _make_engine(loaded: LoadedModel, settings: RerankerSettings) -> ScoringEngi
                 "%s has sliding-window attention layers: using the batched engine", loaded.name
             )
         else:
-            engine = PrefixCacheEngine(
-                loaded, batch_size=settings.batch_size, max_length=settings.max_length
-            )
+            engine = PrefixCacheEngine(loaded, **_engine_options(settings))
             try:
                 engine.self_check()
             except PrefixEngineMismatch as exc:
@@ -129,4 +129,13 @@ def _make_engine(loaded: LoadedModel, settings: RerankerSettings) -> ScoringEngi
                 return engine
             else:
                 return engine
-    return PaddedBatchEngine(loaded, batch_size=settings.batch_size, max_length=settings.max_length)
+    return PaddedBatchEngine(loaded, **_engine_options(settings))
+
+
+def _engine_options(settings: RerankerSettings) -> dict[str, Any]:
+    return {
+        "batch_size": settings.batch_size,
+        "max_length": settings.max_length,
+        "max_query_tokens": settings.max_query_tokens,
+        "truncate": settings.truncate,
+    }

@@ -13,6 +13,7 @@ import torch
 
 from memreranker.local.loading import LoadedModel
 from memreranker.local.prompt import format_body
+from memreranker.local.truncation import fit_query, query_budget, report_truncated_documents
 from memreranker.progress import Advance
 
 
@@ -43,12 +44,23 @@ class PaddedBatchEngine:
     """The model card's recipe: every pair is a full prompt, batches are left-padded.
 
     Pairs are sorted by length before batching so that padding stays small; results are
-    put back in input order.
+    put back in input order. Prompts are fitted into ``max_length`` as
+    :mod:`memreranker.local.truncation` describes: a query over its budget
+    (``max_query_tokens``, at most half the room) is cut first, so that documents are never
+    cut away entirely; within the limits the token ids are exactly the card's.
     """
 
     name = "batched"
 
-    def __init__(self, loaded: LoadedModel, *, batch_size: int, max_length: int) -> None:
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        batch_size: int,
+        max_length: int,
+        max_query_tokens: int = 2000,
+        truncate: bool = True,
+    ) -> None:
         budget = max_length - len(loaded.prefix_ids) - len(loaded.suffix_ids)
         if budget < 1:
             raise ValueError(
@@ -59,21 +71,55 @@ class PaddedBatchEngine:
         self.batch_size = batch_size
         self.max_length = max_length
         self.body_budget = budget
+        self.max_query_tokens = max_query_tokens
+        self.truncate = truncate
 
     def encode(
         self, query: str, documents: Sequence[str], instruction: str | None
     ) -> list[list[int]]:
-        """Token ids of each full prompt, truncated exactly as the model card does."""
+        """Token ids of each full prompt: the card's, with the query held to its budget.
+
+        Bodies are tokenized whole, as the card's call does before it truncates; those over
+        the budget are then cut exactly as its ``truncation="longest_first"`` would.
+        """
         loaded = self.loaded
+        tokenizer = loaded.tokenizer
+        fixed = len(tokenizer(format_body(instruction, "", ""), verbose=False)["input_ids"])
+        query = fit_query(
+            tokenizer,
+            query,
+            budget=query_budget(self.body_budget - fixed, self.max_query_tokens),
+            max_query_tokens=self.max_query_tokens,
+            truncate=self.truncate,
+            where=loaded.name,
+        )
         bodies = [format_body(instruction, query, doc) for doc in documents]
-        encoded = loaded.tokenizer(
+        encoded = tokenizer(
+            bodies, padding=False, truncation=False, return_attention_mask=False, verbose=False
+        )["input_ids"]
+        cut = [i for i, ids in enumerate(encoded) if len(ids) > self.body_budget]
+        if cut:
+            report_truncated_documents(
+                cut,
+                len(bodies),
+                max_length=self.max_length,
+                truncate=self.truncate,
+                where=loaded.name,
+            )
+            for i, ids in zip(cut, self._truncated([bodies[i] for i in cut]), strict=True):
+                encoded[i] = ids
+        return [loaded.prefix_ids + ids + loaded.suffix_ids for ids in encoded]
+
+    def _truncated(self, bodies: list[str]) -> list[list[int]]:
+        """The card's own call, for the few bodies that need cutting."""
+        ids: list[list[int]] = self.loaded.tokenizer(
             bodies,
             padding=False,
             truncation="longest_first",
             return_attention_mask=False,
             max_length=self.body_budget,
         )["input_ids"]
-        return [loaded.prefix_ids + ids + loaded.suffix_ids for ids in encoded]
+        return ids
 
     def score(
         self,

@@ -137,6 +137,8 @@ class PrefixCacheEngine:
         loaded: The model.
         batch_size: At most this many tails per forward pass.
         max_length: Token budget of one prompt, as in the recipe.
+        max_query_tokens, truncate: How an over-long query or document is fitted, as in
+            :class:`~memreranker.local.engines.PaddedBatchEngine` (the same ``encode``).
         max_batch_tokens: At most this many (padded) tail tokens per forward pass; default
             ``batch_size * 512``.
         overhead_tokens: Per-forward cost in tokens used to trade padding for fewer forwards;
@@ -154,6 +156,8 @@ class PrefixCacheEngine:
         *,
         batch_size: int,
         max_length: int,
+        max_query_tokens: int = 2000,
+        truncate: bool = True,
         max_batch_tokens: int | None = None,
         overhead_tokens: int | None = None,
     ) -> None:
@@ -161,7 +165,13 @@ class PrefixCacheEngine:
             raise ValueError(
                 "the prefix engine needs a model whose layers all use full causal attention"
             )
-        self._recipe = PaddedBatchEngine(loaded, batch_size=batch_size, max_length=max_length)
+        self._recipe = PaddedBatchEngine(
+            loaded,
+            batch_size=batch_size,
+            max_length=max_length,
+            max_query_tokens=max_query_tokens,
+            truncate=truncate,
+        )
         self.loaded = loaded
         self.batch_size = batch_size
         self.max_length = max_length
@@ -186,7 +196,9 @@ class PrefixCacheEngine:
         silent mismatch would give plausible but wrong scores. Returns the largest difference.
 
         Raises:
-            PrefixEngineMismatch: both engines computed finite scores that differ.
+            PrefixEngineMismatch: the recipe computed finite scores and this engine either
+                computed others or could not run at all (an architecture whose attention
+                takes no per-layer masks or shared keys, say).
             Exception: the model cannot compute at all (recipe included); nothing to compare.
         """
         tolerance = 1e-4 if self.loaded.dtype == torch.float32 else 5e-2
@@ -194,7 +206,13 @@ class PrefixCacheEngine:
         want = self._recipe.score(_PROBE_QUERY, docs, None)
         if not all(math.isfinite(w) for w in want):
             raise ValueError("the model's own scores are not finite: nothing to compare")
-        got = self.score(_PROBE_QUERY, docs, None)
+        try:
+            got = self.score(_PROBE_QUERY, docs, None)
+        except Exception as exc:
+            raise PrefixEngineMismatch(
+                f"prefix engine self-check failed: it cannot run on this model "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
         worst = max(abs(a - b) for a, b in zip(want, got, strict=True))
         if not worst <= tolerance:
             raise PrefixEngineMismatch(
@@ -205,7 +223,7 @@ class PrefixCacheEngine:
     def encode(
         self, query: str, documents: Sequence[str], instruction: str | None
     ) -> list[list[int]]:
-        """Full prompt ids, tokenized and truncated exactly as the model card's recipe."""
+        """Full prompt ids, tokenized and fitted exactly as the recipe engine does."""
         return self._recipe.encode(query, documents, instruction)
 
     def score(

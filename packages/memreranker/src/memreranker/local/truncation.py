@@ -1,0 +1,98 @@
+"""How a local prompt is fitted into ``max_length`` without ever hiding the documents.
+
+The model card truncates the whole ``query + document`` body from the right. Within the limits
+that changes nothing, and the token ids stay exactly the card's. Past them it would cut the
+document first and then the query, so a long enough query leaves no document in any prompt:
+every document gets the same score, a ranking that is really the input order. Here the query
+gets a budget instead, and documents keep the rest:
+
+* the **query** may use at most ``max_query_tokens`` tokens (the setting the hosted backends
+  use too) and at most half of the *room*: what ``max_length`` leaves once the fixed prompt
+  (system prompt, instruction, labels, suffix) is in. A longer query is cut to its budget with
+  one warning, or refused with :class:`~memreranker.errors.InputTooLongError` when
+  ``truncate=False``;
+* a **document** that does not fit in what is left is cut from the right, as the card does,
+  with one warning per call saying how many were cut (or ``InputTooLongError`` with
+  ``truncate=False``).
+
+Pure functions over a Hugging Face tokenizer (no torch), for any local engine to call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from memreranker.errors import InputTooLongError
+
+logger = logging.getLogger("memreranker")
+
+
+def query_budget(room: int, max_query_tokens: int) -> int:
+    """Tokens the query may use out of ``room`` (the tokens ``max_length`` leaves for query
+    and document): ``max_query_tokens``, and never more than half of ``room``, so that the
+    document always keeps at least as many as the query may take."""
+    return max(0, min(max_query_tokens, room // 2))
+
+
+def fit_query(
+    tokenizer: Any,
+    query: str,
+    *,
+    budget: int,
+    max_query_tokens: int,
+    truncate: bool,
+    where: str,
+) -> str:
+    """``query`` itself when it fits in ``budget`` tokens; else its longest prefix that does
+    (with one warning), or ``InputTooLongError`` when ``truncate`` is false."""
+    fast = bool(getattr(tokenizer, "is_fast", False))  # fast tokenizers give char offsets
+    encoded = tokenizer(query, add_special_tokens=False, return_offsets_mapping=fast, verbose=False)
+    ids = encoded["input_ids"]
+    if len(ids) <= budget:
+        return query
+    why = (
+        f"the query is {len(ids)} tokens, over its budget of {budget} "
+        f"(max_query_tokens={max_query_tokens}, and at most half of what max_length leaves "
+        "for query and document)"
+    )
+    if not truncate:
+        raise InputTooLongError(
+            f"{why}; shorten it, raise max_query_tokens or max_length, or set truncate=True"
+        )
+    logger.warning("%s: %s; truncated to %d tokens", where, why, budget)
+    if budget == 0:
+        return ""
+    if fast:
+        return query[: encoded["offset_mapping"][budget - 1][1]]  # a prefix of the text
+    return str(tokenizer.decode(ids[:budget]))
+
+
+def report_truncated_documents(
+    cut: Sequence[int],
+    total: int,
+    *,
+    max_length: int,
+    truncate: bool,
+    where: str,
+) -> None:
+    """One warning for the documents of a call (indices ``cut`` of ``total``) that had to be
+    cut to fit ``max_length``, or ``InputTooLongError`` when ``truncate`` is false."""
+    if not cut:
+        return
+    shown = list(cut[:10])
+    if not truncate:
+        raise InputTooLongError(
+            f"documents {shown} do not fit in max_length={max_length} tokens with the prompt "
+            "and the query; shorten them, raise max_length, or set truncate=True"
+        )
+    logger.warning(
+        "%s: %d of %d document(s) over max_length=%d with the prompt and the query, "
+        "truncated (indices %s)",
+        where,
+        len(cut),
+        total,
+        max_length,
+        shown,
+    )
