@@ -719,7 +719,8 @@ class _Handler(BaseHTTPRequestHandler):
     ) -> None:
         data, all_headers = _encode(body, headers)
         head = f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n"
-        head += "".join(f"{name}: {value}\r\n" for name, value in all_headers) + "\r\n"
+        head += "".join(f"{name}: {value}\r\n" for name, value in all_headers)
+        head += "Connection: close\r\n\r\n"  # it closes after: say so (see _flood)
         if behaviour.headers:
             data = head.encode("latin-1") + data
         else:
@@ -744,6 +745,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(max(behaviour.size, len(data))))
         else:
             self.send_header("Transfer-Encoding", "chunked")
+        # Said, not only done: a client that kept the connection for its next request would
+        # race the close (and fail that request, which has nothing to do with the flood).
+        self.send_header("Connection", "close")
         self.end_headers()
         self.close_connection = True
         sent = 0
