@@ -120,6 +120,13 @@ COMMON_FAULTS: dict[str, Fault] = {
     "trickled reply": Fault(
         Trickle(0.1), RerankTimeoutError, None, requests=2, options=(("timeout", 0.3), SLACK)
     ),
+    "trickled reply, Connection: close": Fault(
+        Trickle(0.1, close=True),
+        RerankTimeoutError,
+        None,
+        requests=2,
+        options=(("timeout", 0.3), SLACK),
+    ),
     "trickled headers": Fault(
         Trickle(0.1, headers=True),
         RerankTimeoutError,

@@ -35,6 +35,7 @@ SLOW: dict[str, Behaviour] = {
     # Complete, correct replies at one byte per 0.1 s: every read is short, the request is not.
     "trickled body": Trickle(0.1),
     "trickled headers": Trickle(0.1, headers=True),
+    "trickled body, Connection: close": Trickle(0.1, close=True),
 }
 
 SETTINGS = {

@@ -173,12 +173,15 @@ class Trickle:
     The reply is correct and complete in the end: only its pace is hostile. With
     ``headers=True`` the status line and headers trickle too (else they go at once and only
     the body trickles). A client whose timeout bounds each read, not the request, waits for
-    the whole reply (``len(reply) * interval`` seconds).
+    the whole reply (``len(reply) * interval`` seconds). With ``close`` the headers say
+    ``Connection: close`` (as many servers and proxies do), which makes ``http.client`` hand
+    the socket over to the response: a client watching the connection's socket loses it.
     """
 
     interval: float = 0.1
     then: Score | Reply | None = None
     headers: bool = False
+    close: bool = False
 
 
 @dataclass
@@ -720,7 +723,7 @@ class _Handler(BaseHTTPRequestHandler):
         data, all_headers = _encode(body, headers)
         head = f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}\r\n"
         head += "".join(f"{name}: {value}\r\n" for name, value in all_headers)
-        head += "Connection: close\r\n\r\n"  # it closes after: say so (see _flood)
+        head += ("Connection: close\r\n" if behaviour.close else "") + "\r\n"
         if behaviour.headers:
             data = head.encode("latin-1") + data
         else:

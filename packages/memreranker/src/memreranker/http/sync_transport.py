@@ -53,6 +53,9 @@ class _Watch:
         self.expired = False
         self.finished = False
         self.connection: Any = None
+        self.sock: Any = None
+        """The connection's socket, kept: after a ``Connection: close`` reply ``http.client``
+        drops ``connection.sock`` and only the response still reads from the socket."""
         self._deadline = time.monotonic() + seconds
 
     def __enter__(self) -> _Watch:
@@ -65,6 +68,7 @@ class _Watch:
         with _watch_lock:
             self.finished = True
             conn, self.connection = self.connection, None
+            self.sock = None
             if conn is not None and getattr(conn, "_deadline_watch", None) is self:
                 conn._deadline_watch = None
         _watchdog.disarmed()
@@ -76,7 +80,7 @@ class _Watch:
             self.expired = True
             conn = self.connection
             if conn is not None and getattr(conn, "_deadline_watch", None) is self:
-                _shutdown(conn.sock)
+                _shutdown(conn.sock if conn.sock is not None else self.sock)
 
 
 class _Watchdog:
@@ -145,6 +149,8 @@ def _claim(conn: Any) -> None:
     with _watch_lock:
         conn._deadline_watch = watch
         watch.connection = conn
+        if conn.sock is not None:
+            watch.sock = conn.sock
         if watch.expired:  # the time ran out while this connection was being set up
             _shutdown(conn.sock)
 
@@ -152,6 +158,9 @@ def _claim(conn: Any) -> None:
 def _release(conn: Any) -> None:
     if conn is not None:
         with _watch_lock:
+            watch = getattr(conn, "_deadline_watch", None)
+            if watch is not None:
+                watch.sock = None  # the pool's now: another request may send on it
             conn._deadline_watch = None
 
 
