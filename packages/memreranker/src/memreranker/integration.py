@@ -85,7 +85,7 @@ class RerankerShell(RerankerSettings):
 
     def __init__(self, *, reranker: MemReranker | None = None, **data: Any) -> None:
         if reranker is not None:
-            data = _adopt_settings(reranker, data)
+            data = adopt_settings(reranker, data)
         super().__init__(**data)
         if reranker is not None:
             self._core, self._owns_core = reranker, False
@@ -159,7 +159,7 @@ class RerankerShell(RerankerSettings):
         )
 
 
-def _adopt_settings(reranker: MemReranker, data: dict[str, Any]) -> dict[str, Any]:
+def adopt_settings(reranker: MemReranker, data: dict[str, Any]) -> dict[str, Any]:
     """The reranker's settings as field values; ``ValueError`` if ``data`` contradicts them."""
     if not isinstance(reranker, MemReranker):
         raise TypeError(

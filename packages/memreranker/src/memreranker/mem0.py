@@ -34,7 +34,7 @@ from mem0.configs.rerankers.base import BaseRerankerConfig
 from mem0.reranker.base import BaseReranker
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from memreranker.integration import CORE_FIELDS, _adopt_settings
+from memreranker.integration import CORE_FIELDS, adopt_settings
 from memreranker.memory_text import memory_text
 from memreranker.reranker import MemReranker
 from memreranker.settings import RerankerSettings
@@ -139,7 +139,7 @@ class MemRerankerMem0(BaseReranker):
     ) -> None:
         data = _config_data(config)
         if reranker is not None:
-            data = _adopt_settings(reranker, data)
+            data = adopt_settings(reranker, data)
         self.config = MemRerankerMem0Config.model_validate(data)
         if reranker is None:
             self._core, self._owns_core = MemReranker.from_settings(self.config), True
