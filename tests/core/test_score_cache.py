@@ -13,6 +13,7 @@ from servers.clients import FAST
 
 from memreranker import MemReranker
 from memreranker.errors import InferenceError
+from memreranker.progress import Advance
 from memreranker.ranking import Scored
 from memreranker.score_cache import CachedBackend, ScoreCache, cached_score
 
@@ -37,7 +38,13 @@ class CountingBackend:
         self.closed = False
 
     def score(
-        self, query: str, documents: Sequence[str], *, instruction: str | None, top_n: int | None
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        instruction: str | None,
+        top_n: int | None,
+        progress: Advance | None = None,
     ) -> list[Scored]:
         self.seen.append(list(documents))
         self.top_ns.append(top_n)
@@ -49,7 +56,13 @@ class CountingBackend:
         return scored
 
     async def ascore(
-        self, query: str, documents: Sequence[str], *, instruction: str | None, top_n: int | None
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        instruction: str | None,
+        top_n: int | None,
+        progress: Advance | None = None,
     ) -> list[Scored]:
         await asyncio.sleep(0)
         return self.score(query, documents, instruction=instruction, top_n=top_n)
