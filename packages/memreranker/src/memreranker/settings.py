@@ -58,14 +58,19 @@ class RerankerSettings(BaseModel):
         default=8192,
         ge=64,
         description="Token budget of one prompt (prefix + body + suffix); longer bodies are "
-        "truncated as in the model card.",
+        "truncated as in the model card. Cross-encoders: CrossEncoder's max_length, capped at "
+        "the model's own limit (512 for BERT-style models).",
     )
-    engine: Literal["prefix", "batched"] = Field(
+    engine: Literal["prefix", "batched", "crossencoder"] = Field(
         default="prefix",
-        description='Local scoring engine. "prefix": runs the prompt part shared by all documents '
-        "of a call (system prompt, instruction, query) once and only each document's tokens "
-        'after it; same scores as the model card, faster. "batched": the model card\'s recipe '
-        "as written, every pair a full prompt.",
+        description='Local scoring engine of a yes/no reranker (MemReranker, Qwen3-Reranker, or a '
+        'seq-cls conversion of one whose prompt is the model card\'s). "prefix": runs the prompt '
+        "part shared by all documents of a call (system prompt, instruction, query) once and "
+        "only each document's tokens after it; same scores as the model card, faster. "
+        '"batched": the model card\'s recipe as written, every pair a full prompt. '
+        '"crossencoder": sentence-transformers\' CrossEncoder, as in the model card\'s '
+        '"Sentence Transformers" snippet. Other cross-encoders (BERT, XLM-R...) always score '
+        "through sentence-transformers.",
     )
     score_cache_size: int = Field(
         default=0,

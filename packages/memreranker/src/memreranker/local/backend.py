@@ -47,19 +47,15 @@ class LocalBackend:
             return engine
         with self._load_lock:
             if self._engine is None:
-                s = self._settings
                 try:
                     # torch is imported here, on first use, not when the backend is built.
-                    from memreranker.local.loading import load_model
-
-                    loaded = load_model(self.model_name, device=s.device, dtype=s.dtype)
-                    self._engine = _make_engine(loaded, s)
+                    self._engine = _load_engine(self.model_name, self._settings)
                 except MemRerankerError:
                     raise
                 except ImportError as exc:
                     raise ModelLoadError(
-                        f"the local backend needs torch and transformers ({exc}): "
-                        'pip install "memreranker[local]"'
+                        "the local backend needs torch, transformers and sentence-transformers "
+                        f'({exc}): pip install "memreranker[local]"'
                     ) from exc
                 except Exception as exc:
                     raise ModelLoadError(f"cannot load {self.model_name!r}: {exc}") from exc
@@ -100,8 +96,71 @@ class LocalBackend:
             self._engine = None
 
 
+def _load_engine(name: str, settings: RerankerSettings) -> ScoringEngine:
+    """Inspect the checkpoint once, load it, and pick its engine.
+
+    A yes/no reranker gets the exact engine ``settings.engine`` names, or the
+    sentence-transformers path with ``engine="crossencoder"``. A cross-encoder always loads
+    through sentence-transformers; a seq-cls conversion whose prompt is the model card's is
+    then served by the exact engines too (unless ``engine="crossencoder"``).
+    """
+    from memreranker.local.checkpoint import inspect_checkpoint
+
+    checkpoint = inspect_checkpoint(name)
+    if checkpoint.kind == "yes_no" and settings.engine != "crossencoder":
+        from memreranker.local.loading import load_model
+
+        loaded = load_model(checkpoint, device=settings.device, dtype=settings.dtype)
+        return _make_engine(loaded, settings)
+
+    from memreranker.local.crossencoder import CrossEncoderEngine, load_cross_encoder, yes_no_view
+
+    model = load_cross_encoder(
+        checkpoint, device=settings.device, dtype=settings.dtype, max_length=settings.max_length
+    )
+    engine = CrossEncoderEngine(model, name=checkpoint.name, batch_size=settings.batch_size)
+    if settings.engine == "crossencoder":
+        return engine
+    view = yes_no_view(model, checkpoint)
+    if view is None:
+        logger.info("%s: a cross-encoder, scored with sentence-transformers", checkpoint.name)
+        return engine
+    try:
+        exact = _make_engine(view, settings)
+        _agree_with(exact, engine, view)
+    except Exception as exc:
+        logger.warning(
+            "%s renders the model card's prompt but the %s engine cannot serve it (%s): "
+            "scoring with sentence-transformers",
+            checkpoint.name,
+            settings.engine,
+            exc,
+        )
+        return engine
+    logger.info("%s: a seq-cls yes/no reranker, served by the %s engine", name, exact.name)
+    return exact
+
+
+def _agree_with(exact: ScoringEngine, reference: ScoringEngine, loaded: LoadedModel) -> None:
+    """Raise unless ``exact`` gives ``reference``'s scores on probe pairs (a seq-cls head that
+    is not what it seems, or a model that is not causal, would not)."""
+    import math
+
+    import torch
+
+    from memreranker.local.prefix_engine import _PROBE_DOCUMENTS, _PROBE_QUERY
+
+    docs = list(_PROBE_DOCUMENTS)
+    want = reference.score(_PROBE_QUERY, docs, None)
+    got = exact.score(_PROBE_QUERY, docs, None)
+    tolerance = 1e-4 if loaded.dtype == torch.float32 else 5e-2
+    worst = max(abs(a - b) for a, b in zip(want, got, strict=True))
+    if not all(math.isfinite(w) for w in want) or not worst <= tolerance:
+        raise ValueError(f"its scores differ from sentence-transformers' by {worst:.3g}")
+
+
 def _make_engine(loaded: LoadedModel, settings: RerankerSettings) -> ScoringEngine:
-    """The engine named by ``settings.engine`` ("prefix" needs plain causal attention)."""
+    """The yes/no engine named by ``settings.engine`` ("prefix" needs plain causal attention)."""
     from memreranker.local.engines import PaddedBatchEngine
     from memreranker.local.prefix_engine import (
         PrefixCacheEngine,
