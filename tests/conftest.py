@@ -23,3 +23,14 @@ def tiny_cross_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from memreranker.testing import build_test_cross_encoder
 
     return build_test_cross_encoder(tmp_path_factory.mktemp("tiny-cross-encoder"), seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_cross_encoder(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """The seq-cls conversion of ``tiny_model`` (Qwen3ForSequenceClassification, one label,
+    head row = yes row - no row), prepared for sentence-transformers with the card's prompt."""
+    from memreranker.testing import build_test_qwen3_cross_encoder
+
+    return build_test_qwen3_cross_encoder(
+        tmp_path_factory.mktemp("tiny-qwen3-cross-encoder"), causal=tiny_model
+    )
