@@ -14,6 +14,7 @@ import logging
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from sentence_transformers import CrossEncoder
 
-from memreranker import MemReranker, ModelLoadError
+from memreranker import MemReranker, MemRerankerError, ModelLoadError
 
 QUERY = "When is the user flying to Berlin, and who will they visit?"
 DOCS = [
@@ -144,6 +145,14 @@ def test_bert_batch_size_and_duplicates(tiny_cross_encoder: Path, batch_size: in
     assert seen == [(done, 10) for done in per_batch] + [(10, 10)]
 
 
+def test_default_batch_sizes(tiny_cross_encoder: Path, tiny_model: Path) -> None:
+    # CrossEncoder.predict's 32 through sentence-transformers (faster there than 16 on CPU);
+    # the yes/no engines keep 16.
+    ce = MemReranker(model=str(tiny_cross_encoder))._backend.load()  # type: ignore[attr-defined]
+    yes_no = MemReranker(model=str(tiny_model))._backend.load()  # type: ignore[attr-defined]
+    assert (ce.batch_size, yes_no.batch_size) == (32, 16)
+
+
 async def test_bert_async_equals_sync(bert: MemReranker) -> None:
     assert await bert.arerank(QUERY, DOCS) == bert.rerank(QUERY, DOCS)
 
@@ -169,6 +178,30 @@ def test_dtype_and_score_cache(tiny_cross_encoder: Path) -> None:
     got = scores(bf16, QUERY, DOCS)
     assert_close(got, predict(tiny_cross_encoder, DOCS), tol=5e-2)
     assert scores(bf16, QUERY, DOCS) == got  # from the cache
+
+
+def test_device_failure_falls_back(
+    tiny_cross_encoder: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "meta" holds no data: loading works, the forward pass cannot compute.
+    with caplog.at_level(logging.WARNING, logger="memreranker"):
+        results = MemReranker(model=str(tiny_cross_encoder), device="meta").rerank(QUERY, DOCS)
+    assert [r.index for r in results] == list(range(len(DOCS)))
+    assert all(r.is_fallback and r.score == 0.0 for r in results)
+    assert (
+        sum(r.name == "memreranker" and r.levelno == logging.WARNING for r in caplog.records) == 1
+    )
+    with pytest.raises(MemRerankerError):
+        MemReranker(model=str(tiny_cross_encoder), device="meta", on_error="raise").rerank(
+            QUERY, DOCS
+        )
+
+
+def test_shared_by_threads(bert: MemReranker) -> None:
+    expected = bert.rerank(QUERY, DOCS)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(lambda _: bert.rerank(QUERY, DOCS), range(8)))
+    assert outcomes == [expected] * 8
 
 
 def test_loads_lazily_once(tiny_cross_encoder: Path) -> None:

@@ -37,7 +37,8 @@ class RerankerSettings(BaseModel):
     instruction: str | None = Field(
         default=None,
         description="The <Instruct> line of the prompt (local backend). None uses the model "
-        "card's default web-search instruction.",
+        "card's default web-search instruction. Cross-encoders: the sentence-transformers "
+        "prompt if the checkpoint defines prompts, else ignored (one warning per reranker).",
     )
     on_error: OnError = Field(
         default="fallback",
@@ -53,7 +54,12 @@ class RerankerSettings(BaseModel):
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         default=None, description="Weights dtype; None means bfloat16 on CUDA, float32 elsewhere."
     )
-    batch_size: int = Field(default=16, ge=1, description="Pairs per forward pass.")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Pairs per forward pass. None: 16 for the yes/no engines, 32 (what "
+        "CrossEncoder.predict uses) for sentence-transformers.",
+    )
     max_length: int = Field(
         default=8192,
         ge=64,

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -247,6 +248,7 @@ def build_test_cross_encoder(
     intermediate_size: int = 64,
     max_position_embeddings: int = 512,
     logit_spread: float = 2.5,
+    words: Sequence[str] = (),
 ) -> Path:
     """Write a tiny random BERT cross-encoder (one label) with a WordPiece tokenizer.
 
@@ -256,6 +258,8 @@ def build_test_cross_encoder(
     ``sentence_transformers.CrossEncoder`` and by ``MemReranker(model=path)``. Deterministic
     by ``seed``; its scores are meaningless. ``logit_spread`` is the target standard deviation
     of the logit over a fixed calibration set (centred on 0), so that scores spread over (0, 1).
+    ``words`` are added to the vocabulary (lower case), so that texts made of them tokenize
+    about one token per word, as with a real vocabulary (benchmarks).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -269,7 +273,8 @@ def build_test_cross_encoder(
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = [chr(c) for c in range(33, 127)]
     vocab: dict[str, int] = {}
-    for token in [*specials, *_WORDS, *chars, *(f"##{c}" for c in chars)]:
+    extra = [w.lower() for w in words]
+    for token in [*specials, *_WORDS, *extra, *chars, *(f"##{c}" for c in chars)]:
         vocab.setdefault(token, len(vocab))
     core = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     core.normalizer = normalizers.BertNormalizer(lowercase=True)
