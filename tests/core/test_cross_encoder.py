@@ -328,6 +328,32 @@ def test_seq_cls_matches_cross_encoder_predict(
     assert max(got) - min(got) > 0.2
 
 
+def test_exact_engine_is_checked_against_sentence_transformers(
+    seq_cls: dict[str, MemReranker],
+    tiny_qwen3_cross_encoder: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The load-time safety net: a view of the checkpoint that would score differently from
+    # CrossEncoder (here its head negated) is not used.
+    import dataclasses
+
+    from memreranker.local.backend import _exact_engine_for
+    from memreranker.local.checkpoint import inspect_checkpoint
+    from memreranker.local.crossencoder import yes_no_view
+
+    reference = seq_cls["crossencoder"]._backend.load()  # type: ignore[attr-defined]
+    settings = seq_cls["prefix"].settings
+    view = yes_no_view(reference.model, inspect_checkpoint(str(tiny_qwen3_cross_encoder)))
+    assert view is not None
+    assert _exact_engine_for(view, reference, settings) is not None
+    wrong = dataclasses.replace(view, head=-view.head)
+    with caplog.at_level(logging.WARNING, logger="memreranker"):
+        assert _exact_engine_for(wrong, reference, settings) is None
+    assert any(
+        "scores differ from sentence-transformers'" in r.getMessage() for r in caplog.records
+    )
+
+
 def test_seq_cls_truncation_matches_cross_encoder(tiny_qwen3_cross_encoder: Path) -> None:
     # Through sentence-transformers, truncation is its own (the fixed chat-template suffix is
     # restored after the cut), unlike the model card's, which the exact engines follow.
