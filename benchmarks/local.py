@@ -453,6 +453,17 @@ def run_child(spec: dict[str, Any], progress: Any = None) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def median_memory(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One method's memory runs folded into one: the median peak (and its delta); the first
+    error if any run failed."""
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    ordered = sorted(runs, key=lambda r: r["peak_mb"])
+    middle = ordered[(len(ordered) - 1) // 2]
+    return {**middle, "peak_runs_mb": [r["peak_mb"] for r in runs]}
+
+
 def fmt(x: float, digits: int = 1) -> str:
     return "n/a" if x != x else f"{x:,.{digits}f}"
 
@@ -519,6 +530,14 @@ def report(
                 f"max {max(rounds):.3f}x ({len(rounds)} rounds); "
                 f"fastest call vs fastest call: {best:.3f}x."
             )
+    memory_runs = {
+        m: r["peak_runs_mb"] for m, r in ok.items() if len(r.get("peak_runs_mb", [])) > 1
+    }
+    if memory_runs:
+        shown = "; ".join(
+            f"{m} {', '.join(f'{x:,.0f}' for x in v)}" for m, v in memory_runs.items()
+        )
+        print(f"Peak memory of each fresh process (MB; the table shows the median): {shown}.")
     diffs = []
     for i, a in enumerate(paired):
         for b in paired[i + 1 :]:
@@ -552,6 +571,9 @@ def main() -> None:
     parser.add_argument("--methods", default=None, help="comma-separated; default: the family's")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--model-dir", type=Path, default=None, help="reuse or build here")
+    parser.add_argument(
+        "--memory-runs", type=int, default=1, help="fresh processes per method for memory (median)"
+    )
     parser.add_argument("--save-json", type=Path, default=None, help="also write raw results")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -623,14 +645,18 @@ def main() -> None:
         "threads": args.threads,
     }
     results: dict[str, dict[str, dict[str, Any]]] = {w: {} for w in chosen}
-    steps = len(chosen) * (2 * len(methods) + args.repeats)
+    steps = len(chosen) * ((1 + args.memory_runs) * len(methods) + args.repeats)
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     load_before = os.getloadavg()
     with tqdm(total=steps, desc="benchmark", unit="step") as progress:
         for workload in chosen:
-            for method in methods:  # a fresh process per method: its own peak memory
-                spec = {"kind": "memory", "method": method, **base, **workloads[workload]}
-                results[workload][method] = run_child(spec)
-                progress.update()
+            for _ in range(args.memory_runs):
+                for method in methods:  # a fresh process per method: its own peak memory
+                    spec = {"kind": "memory", "method": method, **base, **workloads[workload]}
+                    runs.setdefault((workload, method), []).append(run_child(spec))
+                    progress.update()
+            for method in methods:
+                results[workload][method] = median_memory(runs[(workload, method)])
             ok = [m for m in methods if "error" not in results[workload][m]]
             spec = {
                 "kind": "timing",
@@ -657,7 +683,7 @@ def main() -> None:
     device_name = (
         torch.cuda.get_device_name(0)
         if cuda
-        else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+        else f"{platform.processor() or 'CPU'}, {args.threads or torch.get_num_threads()} threads"
     )
     architecture = config["architectures"][0]
     if args.family == "cross-encoder":
