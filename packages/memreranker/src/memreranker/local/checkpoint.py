@@ -56,8 +56,8 @@ def looks_like_path(name: str) -> bool:
 
 
 def resolve_name(name: str) -> str:
-    """A directory as an absolute-free expanded path, a Hub id unchanged; a missing directory
-    is a :class:`ModelLoadError`."""
+    """A directory with ``~`` expanded, a Hub id unchanged; a missing directory is a
+    :class:`ModelLoadError`."""
     if not looks_like_path(name):
         return name
     path = Path(name).expanduser()
