@@ -1,25 +1,42 @@
 #!/usr/bin/env python
 """Local scoring: this project vs ``CrossEncoder.predict`` vs the model card's transformers code.
 
-All methods score the same pairs with the same random Qwen3 model (``build_test_model``: the
-real Qwen3 tokenizer, Qwen3-0.6B's width by default, fewer layers). Two workloads:
+Three model families (``--family``), each a random model of a realistic shape scored by every
+method of the family on the same pairs:
+
+* ``yes-no`` (default): a random Qwen3 yes/no reranker (``build_test_model``: the real Qwen3
+  tokenizer, Qwen3-0.6B's width by default, fewer layers), like MemReranker;
+* ``cross-encoder``: a random BERT cross-encoder of ``cross-encoder/ms-marco-MiniLM-L6-v2``'s
+  shape (hidden 384, 6 layers, 12 heads, one label; ``build_test_cross_encoder`` with the
+  benchmark's words in its vocabulary);
+* ``seq-cls``: the seq-cls conversion of the ``yes-no`` model
+  (``build_test_qwen3_cross_encoder``), like ``tomaarsen/Qwen3-Reranker-0.6B-seq-cls``.
+
+Two workloads:
 
 * memory: 1 query of ~16 tokens, 64 memories of 8 to 48 tokens (an agent's recall);
 * rag: 1 query, 32 chunks of ~256 tokens.
 
-Methods:
+Methods (``--methods``, default all of the family):
 
-* ``prefix``: ``MemReranker(engine="prefix")``, the default (shared prefix run once);
-* ``batched``: ``MemReranker(engine="batched")``, the model card's recipe, batched;
-* ``crossencoder``: ``sentence_transformers.CrossEncoder.predict`` (native ``LogitScore``
-  loading, ``activation_fn=Sigmoid``, its default batch size 32), given the reranker prompt
-  as a chat template and the instruction as its default prompt, like the published checkpoint;
-* ``recipe``: the model card's transformers code as written (full-vocabulary logits), run
-  under ``torch.inference_mode`` in chunks of ``--batch-size`` pairs.
+* yes-no: ``prefix``: ``MemReranker(engine="prefix")``, the default (shared prefix run once);
+  ``batched``: ``MemReranker(engine="batched")``, the model card's recipe, batched;
+  ``st-engine``: ``MemReranker(engine="crossencoder")``, this project through
+  sentence-transformers; ``crossencoder``: ``sentence_transformers.CrossEncoder.predict``
+  (native ``LogitScore`` loading, ``activation_fn=Sigmoid``, its default batch size 32), given
+  the reranker prompt as a chat template and the instruction as its default prompt, like the
+  published checkpoint; ``recipe``: the model card's transformers code as written
+  (full-vocabulary logits), run under ``torch.inference_mode`` in chunks of ``--batch-size``.
+* cross-encoder: ``memreranker``: ``MemReranker(model=...)`` (sentence-transformers path);
+  ``predict``: ``CrossEncoder(path).predict(pairs)``, as a user would call it.
+* seq-cls: ``prefix``: ``MemReranker(model=...)``, served by the prefix engine;
+  ``st-engine``: ``MemReranker(engine="crossencoder")``; ``predict``: ``CrossEncoder.predict``
+  with the checkpoint's own prompt.
 
 Usage::
 
     python benchmarks/local.py                                  # CPU, float32, 4 layers
+    python benchmarks/local.py --family cross-encoder
     python benchmarks/local.py --device cuda --dtype bfloat16 --hidden 2560 --layers 4
 
 Timing: all methods load in one process and their calls are interleaved round-robin (the
@@ -55,7 +72,15 @@ import time  # noqa: E402
 from typing import Any  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-METHODS = ("prefix", "batched", "crossencoder", "recipe")
+FAMILIES: dict[str, dict[str, Any]] = {
+    "yes-no": {
+        "methods": ("prefix", "batched", "st-engine", "crossencoder", "recipe"),
+        "baseline": "crossencoder",
+    },
+    "cross-encoder": {"methods": ("memreranker", "predict"), "baseline": "predict"},
+    "seq-cls": {"methods": ("prefix", "st-engine", "predict"), "baseline": "predict"},
+}
+MINILM = {"hidden_size": 384, "num_layers": 6, "num_heads": 12, "intermediate_size": 1536}
 WORKLOADS = ("memory", "rag")
 HEAD_DIM = 128
 INTERMEDIATE = {1024: 3072, 2560: 9728}  # Qwen3-0.6B, Qwen3-4B
@@ -151,46 +176,57 @@ def _reset_peak_rss() -> bool:
 
 def chat_template() -> str:
     """The reranker prompt as a chat template for CrossEncoder's query/document roles."""
-    from memreranker.local.prompt import DEFAULT_INSTRUCTION, PREFIX, SUFFIX
+    from memreranker.local.crossencoder import CARD_CHAT_TEMPLATE
 
-    return (
-        "{%- set ns = namespace(instruction=" + json.dumps(DEFAULT_INSTRUCTION) + ", "
-        "query='', document='') -%}"
-        "{%- for m in messages -%}"
-        "{%- if m.content is string -%}{%- set text = m.content -%}"
-        "{%- else -%}{%- set text = m.content | map(attribute='text') | join('') -%}{%- endif -%}"
-        "{%- if m.role == 'system' -%}{%- set ns.instruction = text -%}"
-        "{%- elif m.role == 'query' -%}{%- set ns.query = text -%}"
-        "{%- elif m.role == 'document' -%}{%- set ns.document = text -%}{%- endif -%}"
-        "{%- endfor -%}"
-        "{{ " + json.dumps(PREFIX) + " + '<Instruct>: ' + ns.instruction + '\\n<Query>: ' + "
-        "ns.query + '\\n<Document>: ' + ns.document + " + json.dumps(SUFFIX) + " }}"
-    )
+    return CARD_CHAT_TEMPLATE
 
 
-def _make_runner(method: str, model_dir: str, device: str, dtype: str, batch_size: int) -> Any:
+def _embedded_model(reranker: Any) -> Any:
+    """The transformers model a MemReranker feeds (its input embeddings count the tokens)."""
+    engine = reranker._backend.load()
+    loaded = getattr(engine, "loaded", None)
+    return loaded.decoder if loaded is not None else engine.model.model
+
+
+def _make_runner(
+    family: str, method: str, model_dir: str, device: str, dtype: str, batch_size: int | None
+) -> Any:
     import torch
 
     torch_dtype = getattr(torch, dtype)
-    if method in ("prefix", "batched"):
+    engines = {"prefix": "prefix", "batched": "batched", "st-engine": "crossencoder"}
+    if method in engines or method == "memreranker":
         from memreranker import MemReranker
 
         reranker = MemReranker(
             model=model_dir,
-            engine=method,
+            engine=engines.get(method, "prefix"),
             device=device,
             dtype=dtype,
             batch_size=batch_size,
             on_error="raise",
         )
         reranker.load()
-        decoder = reranker._backend.load().loaded.decoder  # type: ignore[attr-defined]
+        served = reranker._backend.load().name  # type: ignore[attr-defined]
+        wanted = engines.get(method, "crossencoder")
+        if served != wanted:
+            raise SystemExit(f"{method}: MemReranker chose the {served} engine, not {wanted}")
 
         def run(query: str, docs: list[str]) -> list[float]:
             by_index = {r.index: r.score for r in reranker.rerank(query, docs)}
             return [by_index[i] for i in range(len(docs))]
 
-        return run, decoder
+        return run, _embedded_model(reranker)
+
+    if method == "predict":
+        from sentence_transformers import CrossEncoder
+
+        ce = CrossEncoder(model_dir, device=device, model_kwargs={"dtype": torch_dtype})
+
+        def run(query: str, docs: list[str]) -> list[float]:
+            return [float(s) for s in ce.predict([(query, d) for d in docs])]
+
+        return run, ce.model
 
     if method == "crossencoder":
         from sentence_transformers import CrossEncoder
@@ -277,9 +313,10 @@ def _make_runner(method: str, model_dir: str, device: str, dtype: str, batch_siz
         def run(query: str, docs: list[str]) -> list[float]:
             pairs = [format_instruction(None, query, d) for d in docs]
             scores: list[float] = []
+            step = batch_size or 16
             with torch.inference_mode():
-                for start in range(0, len(pairs), batch_size):
-                    scores += compute_logits(process_inputs(pairs[start : start + batch_size]))
+                for start in range(0, len(pairs), step):
+                    scores += compute_logits(process_inputs(pairs[start : start + step]))
             return scores
 
         return run, model.base_model
@@ -307,7 +344,7 @@ def child_memory(spec: dict[str, Any]) -> dict[str, Any]:
     device = spec["device"]
     cuda = device.startswith("cuda")
     run, decoder = _make_runner(
-        spec["method"], spec["model_dir"], device, spec["dtype"], spec["batch_size"]
+        spec["family"], spec["method"], spec["model_dir"], device, spec["dtype"], spec["batch_size"]
     )
     fed = [0]
 
@@ -344,7 +381,7 @@ def child_timing(spec: dict[str, Any]) -> dict[str, Any]:
     runners = {}
     for method in methods:
         runners[method], _ = _make_runner(
-            method, spec["model_dir"], device, spec["dtype"], spec["batch_size"]
+            spec["family"], method, spec["model_dir"], device, spec["dtype"], spec["batch_size"]
         )
     query, docs = spec["query"], spec["documents"]
     for method in methods:
@@ -416,6 +453,17 @@ def run_child(spec: dict[str, Any], progress: Any = None) -> dict[str, Any]:
     return json.loads(out.strip().splitlines()[-1])
 
 
+def median_memory(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One method's memory runs folded into one: the median peak (and its delta); the first
+    error if any run failed."""
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    ordered = sorted(runs, key=lambda r: r["peak_mb"])
+    middle = ordered[(len(ordered) - 1) // 2]
+    return {**middle, "peak_runs_mb": [r["peak_mb"] for r in runs]}
+
+
 def fmt(x: float, digits: int = 1) -> str:
     return "n/a" if x != x else f"{x:,.{digits}f}"
 
@@ -424,16 +472,17 @@ def report(
     workload: str,
     n_docs: int,
     results: dict[str, dict[str, Any]],
-    ideal: tuple[int, int],
+    ideal: tuple[int, int] | None,
     cuda: bool,
+    baseline: str,
 ) -> None:
     ok = {m: r for m, r in results.items() if "error" not in r}
-    ce = ok.get("crossencoder")
+    base = ok.get(baseline)
     mem = "peak GPU MB" if cuda else "peak RSS MB"
     print(f"\n### {workload}: {n_docs} documents per call\n")
     print(
         f"| method | pairs/s | median ms/call | calls | {mem} | delta MB | tokens/call "
-        "| pairs/s vs CE | memory vs CE |"
+        f"| pairs/s vs {baseline} | memory vs {baseline} |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     rate: dict[str, float] = {}
@@ -444,31 +493,54 @@ def report(
         median = statistics.median(r["times"])
         rate[method] = n_docs / median
         delta = r["peak_mb"] - r["loaded_mb"]
-        vs = rate[method] / (n_docs / statistics.median(ce["times"])) if ce else float("nan")
-        mem_vs = r["peak_mb"] / ce["peak_mb"] if ce else float("nan")
+        vs = rate[method] / (n_docs / statistics.median(base["times"])) if base else float("nan")
+        mem_vs = r["peak_mb"] / base["peak_mb"] if base else float("nan")
         print(
             f"| {method} | {fmt(rate[method])} | {fmt(median * 1000)} | {len(r['times'])} "
             f"| {fmt(r['peak_mb'], 0)} | {fmt(delta, 0)} | {fmt(r['fed_tokens'], 0)} "
             f"| {fmt(vs, 2)}x | {fmt(mem_vs, 2)}x |"
         )
-    full, once = ideal
-    ceiling = full / once
-    print(
-        f"\nTokens per call: full prompts {full:,}, shared prefix once {once:,}; "
-        f"ceiling {ceiling:.2f}x."
-    )
-    if "prefix" in rate:
-        for base in ("crossencoder", "batched"):
-            if base in rate:
-                speedup = rate["prefix"] / rate[base]
-                print(
-                    f"prefix vs {base}: {speedup:.2f}x = {100 * speedup / ceiling:.0f}% of the "
-                    "token ceiling."
-                )
-    names = [m for m in ("prefix", "batched", "crossencoder", "recipe") if m in ok]
+    if ideal is not None:
+        full, once = ideal
+        ceiling = full / once
+        print(
+            f"\nTokens per call: full prompts {full:,}, shared prefix once {once:,}; "
+            f"ceiling {ceiling:.2f}x."
+        )
+        if "prefix" in rate:
+            for other in (baseline, "batched"):
+                if other in rate:
+                    speedup = rate["prefix"] / rate[other]
+                    print(
+                        f"prefix vs {other}: {speedup:.2f}x = {100 * speedup / ceiling:.0f}% of "
+                        "the token ceiling."
+                    )
+    paired = [m for m in results if m in ok and m in rate]
+    if base is not None:
+        # Per-round ratios: each round timed every method back to back, so this ratio is the
+        # least sensitive to the machine's load changing during the run.
+        for method in paired:
+            if method == baseline:
+                continue
+            rounds = [b / m for m, b in zip(ok[method]["times"], base["times"], strict=False)]
+            best = min(base["times"]) / min(ok[method]["times"])
+            print(
+                f"{method} vs {baseline}, pairs/s per round: median "
+                f"{statistics.median(rounds):.3f}x, min {min(rounds):.3f}x, "
+                f"max {max(rounds):.3f}x ({len(rounds)} rounds); "
+                f"fastest call vs fastest call: {best:.3f}x."
+            )
+    memory_runs = {
+        m: r["peak_runs_mb"] for m, r in ok.items() if len(r.get("peak_runs_mb", [])) > 1
+    }
+    if memory_runs:
+        shown = "; ".join(
+            f"{m} {', '.join(f'{x:,.0f}' for x in v)}" for m, v in memory_runs.items()
+        )
+        print(f"Peak memory of each fresh process (MB; the table shows the median): {shown}.")
     diffs = []
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
+    for i, a in enumerate(paired):
+        for b in paired[i + 1 :]:
             d = max(abs(x - y) for x, y in zip(ok[a]["scores"], ok[b]["scores"], strict=True))
             diffs.append(f"{a}/{b} {d:.1e}")
     if diffs:
@@ -488,10 +560,21 @@ def main() -> None:
         "--max-seconds", type=float, default=300, help="stop timing a method after this long"
     )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (CPU)")
-    parser.add_argument("--batch-size", type=int, default=16, help="MemReranker and recipe")
-    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="MemReranker and recipe; default: MemReranker's own (16 yes/no, 32 cross-encoder), "
+        "16 for the recipe",
+    )
+    parser.add_argument("--family", choices=sorted(FAMILIES), default="yes-no")
+    parser.add_argument("--methods", default=None, help="comma-separated; default: the family's")
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--model-dir", type=Path, default=None, help="reuse or build here")
+    parser.add_argument(
+        "--memory-runs", type=int, default=1, help="fresh processes per method for memory (median)"
+    )
+    parser.add_argument("--save-json", type=Path, default=None, help="also write raw results")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -510,21 +593,51 @@ def main() -> None:
     cuda = args.device.startswith("cuda")
     dtype = args.dtype or ("bfloat16" if cuda else "float32")
     heads = args.heads or HEADS.get(args.hidden, args.hidden // HEAD_DIM)
-    model_dir = args.model_dir or Path(tempfile.gettempdir()) / (
-        f"memreranker-bench-h{args.hidden}-l{args.layers}-a{heads}-kv{args.kv_heads}"
+    family = FAMILIES[args.family]
+    cache = Path(tempfile.gettempdir())  # reused across runs: the models are deterministic
+    yes_no_dir = (
+        cache / f"memreranker-bench-h{args.hidden}-l{args.layers}-a{heads}-kv{args.kv_heads}"
     )
-    if not (model_dir / "config.json").exists():
-        print(f"building the random model in {model_dir} ...", file=sys.stderr)
-        build_model(
-            model_dir, hidden=args.hidden, layers=args.layers, heads=heads, kv_heads=args.kv_heads
-        )
+    if args.family == "cross-encoder":
+        model_dir = args.model_dir or cache / "memreranker-bench-minilm-l6"
+        if not (model_dir / "config.json").exists():
+            print(f"building the random cross-encoder in {model_dir} ...", file=sys.stderr)
+            from memreranker.testing import build_test_cross_encoder
+
+            build_test_cross_encoder(model_dir, words=[*WORDS, *QUERY.split()], **MINILM)
+    else:
+        causal_dir = args.model_dir if args.family == "yes-no" and args.model_dir else yes_no_dir
+        if not (causal_dir / "config.json").exists():
+            print(f"building the random model in {causal_dir} ...", file=sys.stderr)
+            build_model(
+                causal_dir,
+                hidden=args.hidden,
+                layers=args.layers,
+                heads=heads,
+                kv_heads=args.kv_heads,
+            )
+        model_dir = causal_dir
+        if args.family == "seq-cls":
+            model_dir = args.model_dir or cache / f"{yes_no_dir.name}-seq-cls"
+            if not (model_dir / "config_sentence_transformers.json").exists():
+                print(f"converting {causal_dir} to seq-cls in {model_dir} ...", file=sys.stderr)
+                from memreranker.testing import build_test_qwen3_cross_encoder
+
+                build_test_qwen3_cross_encoder(model_dir, causal=causal_dir)
     config = json.loads((model_dir / "config.json").read_text())
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    from memreranker.testing import qwen3_tokenizer_dir
+
+    # Workloads are sized in Qwen3 tokens for every family, so that all see the same texts.
+    tokenizer = AutoTokenizer.from_pretrained(qwen3_tokenizer_dir())
     workloads = make_workloads(tokenizer)
-    methods = [m for m in args.methods.split(",") if m]
+    methods = [m for m in (args.methods or ",".join(family["methods"])).split(",") if m]
+    unknown = sorted(set(methods) - set(family["methods"]))
+    if unknown:
+        parser.error(f"--family {args.family} has no method(s) {', '.join(unknown)}")
     chosen = [w for w in args.workloads.split(",") if w]
 
     base = {
+        "family": args.family,
         "model_dir": str(model_dir),
         "device": args.device,
         "dtype": dtype,
@@ -532,14 +645,18 @@ def main() -> None:
         "threads": args.threads,
     }
     results: dict[str, dict[str, dict[str, Any]]] = {w: {} for w in chosen}
-    steps = len(chosen) * (2 * len(methods) + args.repeats)
+    steps = len(chosen) * ((1 + args.memory_runs) * len(methods) + args.repeats)
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
     load_before = os.getloadavg()
     with tqdm(total=steps, desc="benchmark", unit="step") as progress:
         for workload in chosen:
-            for method in methods:  # a fresh process per method: its own peak memory
-                spec = {"kind": "memory", "method": method, **base, **workloads[workload]}
-                results[workload][method] = run_child(spec)
-                progress.update()
+            for _ in range(args.memory_runs):
+                for method in methods:  # a fresh process per method: its own peak memory
+                    spec = {"kind": "memory", "method": method, **base, **workloads[workload]}
+                    runs.setdefault((workload, method), []).append(run_child(spec))
+                    progress.update()
+            for method in methods:
+                results[workload][method] = median_memory(runs[(workload, method)])
             ok = [m for m in methods if "error" not in results[workload][m]]
             spec = {
                 "kind": "timing",
@@ -556,6 +673,8 @@ def main() -> None:
                 else:
                     results[workload][method]["times"] = timing["times"][method]
     load_after = os.getloadavg()
+    if args.save_json:
+        args.save_json.write_text(json.dumps(results, indent=1))
 
     import platform
 
@@ -564,19 +683,35 @@ def main() -> None:
     device_name = (
         torch.cuda.get_device_name(0)
         if cuda
-        else f"{platform.processor() or 'CPU'}, {torch.get_num_threads()} threads"
+        else f"{platform.processor() or 'CPU'}, {args.threads or torch.get_num_threads()} threads"
     )
+    architecture = config["architectures"][0]
+    if args.family == "cross-encoder":
+        shape = (
+            f"hidden {config['hidden_size']}, {config['num_hidden_layers']} layers, "
+            f"{config['num_attention_heads']} heads, intermediate {config['intermediate_size']}, "
+            f"WordPiece vocabulary of {config['vocab_size']} tokens"
+        )
+    else:
+        shape = (
+            f"hidden {config['hidden_size']}, {config['num_hidden_layers']} layers, "
+            f"{config['num_attention_heads']} heads ({config['num_key_value_heads']} kv, "
+            f"head_dim {config['head_dim']}), intermediate {config['intermediate_size']}, real "
+            "Qwen3 tokenizer"
+        )
+    import sentence_transformers
+
     print(
-        f"\nModel: random Qwen3ForCausalLM, hidden {config['hidden_size']}, "
-        f"{config['num_hidden_layers']} layers, {config['num_attention_heads']} heads "
-        f"({config['num_key_value_heads']} kv, head_dim {config['head_dim']}), intermediate "
-        f"{config['intermediate_size']}, real Qwen3 tokenizer; {dtype} on {args.device} "
-        f"({device_name}). Load average before/after: {load_before[0]:.2f}/{load_after[0]:.2f}."
+        f"\nModel: random {architecture}, {shape}; {dtype} on {args.device} ({device_name}); "
+        f"sentence-transformers {sentence_transformers.__version__}, torch {torch.__version__}. "
+        f"Load average before/after: {load_before[0]:.2f}/{load_after[0]:.2f}."
     )
     for workload in chosen:
         docs = workloads[workload]["documents"]
-        ideal = ideal_tokens(tokenizer, workloads[workload]["query"], docs)
-        report(workload, len(docs), results[workload], ideal, cuda)
+        ideal = None
+        if args.family != "cross-encoder":
+            ideal = ideal_tokens(tokenizer, workloads[workload]["query"], docs)
+        report(workload, len(docs), results[workload], ideal, cuda, family["baseline"])
 
 
 if __name__ == "__main__":

@@ -83,3 +83,14 @@ def stand_in_dir(session_temp_dir: Path, tiny_model: Path) -> Path:
     shutil.copytree(tiny_model, target)
     assert stand_in_model() == target  # found complete: not rebuilt
     return target
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_cross_encoder(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
+    """The seq-cls conversion of ``tiny_model`` (Qwen3ForSequenceClassification, one label,
+    head row = yes row - no row), prepared for sentence-transformers with the card's prompt."""
+    from memreranker.testing import build_test_qwen3_cross_encoder
+
+    return build_test_qwen3_cross_encoder(
+        tmp_path_factory.mktemp("tiny-qwen3-cross-encoder"), causal=tiny_model
+    )

@@ -160,18 +160,34 @@ def test_hub_id_offline_is_a_load_error(monkeypatch: pytest.MonkeyPatch) -> None
     assert type(info.value) is ModelLoadError
 
 
-def test_refuses_sequence_classification_checkpoint(tmp_path: Path, tiny_model: Path) -> None:
-    # The failure mode CONTRACTS warns about: a checkpoint with another head must never be
-    # scored through a randomly initialised yes/no path.
-    from transformers import AutoConfig, Qwen3ForSequenceClassification
+def test_sequence_classification_checkpoints(tmp_path: Path, tiny_cross_encoder: Path) -> None:
+    # The failure modes CONTRACTS warns about: a checkpoint must never be scored with a head
+    # it does not have. Several labels or a missing classifier are refused; a one-label
+    # cross-encoder is served (through sentence-transformers).
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoConfig, AutoModelForSequenceClassification
 
-    config = AutoConfig.from_pretrained(tiny_model)
-    config.num_labels = 1
-    Qwen3ForSequenceClassification(config).save_pretrained(tmp_path)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (tmp_path / name).write_bytes((tiny_model / name).read_bytes())
-    with pytest.raises(ModelLoadError, match="ForSequenceClassification"):
-        MemReranker(model=str(tmp_path), on_error="raise").rerank(QUERY, DOCS)
+    config = AutoConfig.from_pretrained(tiny_cross_encoder)
+    config.num_labels = 2
+    nli = tmp_path / "two-labels"
+    AutoModelForSequenceClassification.from_config(config).save_pretrained(nli)
+    headless = tmp_path / "headless"
+    for target in (nli, headless):
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            target.mkdir(exist_ok=True)
+            (target / name).write_bytes((tiny_cross_encoder / name).read_bytes())
+    (headless / "config.json").write_bytes((tiny_cross_encoder / "config.json").read_bytes())
+    weights = load_file(tiny_cross_encoder / "model.safetensors")
+    weights = {k: v for k, v in weights.items() if not k.startswith("classifier.")}
+    save_file(weights, headless / "model.safetensors", metadata={"format": "pt"})
+
+    with pytest.raises(ModelLoadError, match="BertForSequenceClassification checkpoint with 2"):
+        MemReranker(model=str(nli), on_error="raise").rerank(QUERY, DOCS)
+    with pytest.raises(ModelLoadError, match=r"no trained scoring head.*classifier\.weight"):
+        MemReranker(model=str(headless), on_error="raise").rerank(QUERY, DOCS)
+    served = MemReranker(model=str(tiny_cross_encoder), on_error="raise").rerank(QUERY, DOCS)
+    assert sorted(r.index for r in served) == list(range(len(DOCS)))
+    assert not any(r.is_fallback for r in served)
 
 
 def test_refuses_checkpoint_with_missing_weights(tmp_path: Path, tiny_model: Path) -> None:
@@ -244,8 +260,9 @@ def test_import_does_not_import_torch() -> None:
         "import sys, memreranker\n"
         "from memreranker import MemReranker\n"
         "r = MemReranker(model='/does/not/exist')\n"
-        "assert 'torch' not in sys.modules, 'torch imported'\n"
-        "assert 'transformers' not in sys.modules, 'transformers imported'\n"
+        "r = MemReranker(model='/does/not/exist', engine='crossencoder')\n"
+        "heavy = {'torch', 'transformers', 'sentence_transformers'} & set(sys.modules)\n"
+        "assert not heavy, heavy\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
 

@@ -37,3 +37,32 @@ def test_cross_encoder_is_deterministic_by_seed_and_spreads(tmp_path: Path) -> N
     assert max(a) - min(a) > 0.3  # scores spread over (0, 1), not stuck at 0.5
     config = AutoModelForSequenceClassification.from_pretrained(first).config
     assert config.num_labels == 1 and config.architectures == ["BertForSequenceClassification"]
+
+
+def test_qwen3_cross_encoder_is_the_seq_cls_conversion(
+    tmp_path: Path, tiny_model: Path, tiny_qwen3_cross_encoder: Path
+) -> None:
+    import json
+
+    from safetensors.torch import load_file
+
+    from memreranker.testing import build_test_qwen3_cross_encoder
+
+    # Built from scratch with the same seed: the same checkpoint as the converted fixture.
+    fresh = build_test_qwen3_cross_encoder(tmp_path / "fresh", seed=0)
+    converted = load_file(tiny_qwen3_cross_encoder / "model.safetensors")
+    rebuilt = load_file(fresh / "model.safetensors")
+    assert converted.keys() == rebuilt.keys()
+    assert all(torch.equal(converted[k], rebuilt[k]) for k in converted)
+
+    causal = load_file(tiny_model / "model.safetensors")
+    yes, no = 9693, 2152
+    assert torch.equal(
+        converted["score.weight"][0], causal["lm_head.weight"][yes] - causal["lm_head.weight"][no]
+    )
+    assert torch.equal(converted["model.norm.weight"], causal["model.norm.weight"])
+    config = json.loads((fresh / "config.json").read_text())
+    assert config["architectures"] == ["Qwen3ForSequenceClassification"]
+    assert config.get("num_labels", len(config.get("id2label", {0: 0}))) == 1
+    st = json.loads((fresh / "config_sentence_transformers.json").read_text())
+    assert st["default_prompt_name"] == "query" and st["prompts"]["query"].startswith("Given a")

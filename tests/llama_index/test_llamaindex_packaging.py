@@ -1,4 +1,5 @@
-"""The package depends on llama-index-core and memreranker only, and never imports torch."""
+"""The package depends on llama-index-core and memreranker only, and never imports torch or
+sentence-transformers."""
 
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ def test_hosted_use_never_imports_torch(rerank_server: RerankServer) -> None:
         "nodes = [NodeWithScore(node=TextNode(text=t), score=0.5) for t in ('a b', 'c')]\n"
         "out = rerank.postprocess_nodes(nodes, QueryBundle('a'))\n"
         "assert len(out) == 2\n"
-        "heavy = {'torch', 'transformers'} & set(sys.modules)\n"
+        "heavy = {'torch', 'transformers', 'sentence_transformers'} & set(sys.modules)\n"
         "assert not heavy, heavy\n"
         "print('ok')\n"
     )

@@ -19,7 +19,9 @@ class MemRerankerError(Exception):
 
 
 class ModelLoadError(MemRerankerError):
-    """Local weights or tokenizer could not be loaded, or are not a yes/no reranker."""
+    """Local weights or tokenizer could not be loaded, or are no reranker this package can
+    score faithfully (a yes/no causal LM or a one-label cross-encoder, head and tokenizer
+    present)."""
 
 
 class InferenceError(MemRerankerError):

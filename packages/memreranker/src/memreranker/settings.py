@@ -52,7 +52,9 @@ class RerankerSettings(BaseModel):
     instruction: str | None = Field(
         default=None,
         description="The <Instruct> line of the prompt (local backend, and vllm/tei with "
-        'prompt_format="qwen3"). None uses the model card\'s default web-search instruction.',
+        'prompt_format="qwen3"). None uses the model card\'s default web-search instruction. '
+        "Cross-encoders: the sentence-transformers prompt if the checkpoint defines prompts, "
+        "else ignored (one warning per reranker).",
     )
     prompt_format: PromptFormat | None = Field(
         default=None,
@@ -78,20 +80,31 @@ class RerankerSettings(BaseModel):
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         default=None, description="Weights dtype; None means bfloat16 on CUDA, float32 elsewhere."
     )
-    batch_size: int = Field(default=16, ge=1, description="Pairs per forward pass.")
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Pairs per forward pass. None: 16 for the yes/no engines, 32 (what "
+        "CrossEncoder.predict uses) for sentence-transformers.",
+    )
     max_length: int = Field(
         default=8192,
         ge=64,
         description="Token budget of one local prompt (prefix + body + suffix). A query over "
         "its budget (see max_query_tokens) is cut first; then a document that does not fit is "
-        "cut from the right as in the model card, with one warning per call.",
+        "cut from the right as in the model card, with one warning per call. Cross-encoders: "
+        "CrossEncoder's max_length, capped at the model's own limit (512 for BERT-style "
+        "models).",
     )
-    engine: Literal["prefix", "batched"] = Field(
+    engine: Literal["prefix", "batched", "crossencoder"] = Field(
         default="prefix",
-        description='Local scoring engine. "prefix": runs the prompt part shared by all documents '
-        "of a call (system prompt, instruction, query) once and only each document's tokens "
-        'after it; same scores as the model card, faster. "batched": the model card\'s recipe '
-        "as written, every pair a full prompt.",
+        description='Local scoring engine of a yes/no reranker (MemReranker, Qwen3-Reranker, or a '
+        'seq-cls conversion of one whose prompt is the model card\'s). "prefix": runs the prompt '
+        "part shared by all documents of a call (system prompt, instruction, query) once and "
+        "only each document's tokens after it; same scores as the model card, faster. "
+        '"batched": the model card\'s recipe as written, every pair a full prompt. '
+        '"crossencoder": sentence-transformers\' CrossEncoder, as in the model card\'s '
+        '"Sentence Transformers" snippet. Other cross-encoders (BERT, XLM-R...) always score '
+        "through sentence-transformers.",
     )
     score_cache_size: int = Field(
         default=0,

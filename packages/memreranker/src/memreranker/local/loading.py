@@ -1,16 +1,15 @@
-"""Load a yes/no reranker checkpoint (Hub id or directory) and refuse anything else."""
+"""Load a yes/no reranker checkpoint (Hub id or directory) and refuse anything unusable."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from memreranker.errors import ModelLoadError
-from memreranker.hub import looks_like_path as _looks_like_path
+from memreranker.local.checkpoint import Checkpoint, check_tokenizer, inspect_checkpoint
 from memreranker.local.prompt import PREFIX, SUFFIX
 
 logger = logging.getLogger("memreranker")
@@ -23,8 +22,8 @@ class LoadedModel:
     """A checkpoint ready to score: the pieces every engine needs, computed once."""
 
     name: str
-    model: Any  # transformers PreTrainedModel (causal LM)
-    tokenizer: Any  # transformers PreTrainedTokenizerBase, left padding
+    model: Any  # transformers PreTrainedModel (a causal LM, or a one-label seq-cls conversion)
+    tokenizer: Any  # transformers PreTrainedTokenizerBase
     device: torch.device
     dtype: torch.dtype
     yes_id: int
@@ -33,12 +32,13 @@ class LoadedModel:
     prefix_ids: list[int]
     suffix_ids: list[int]
     head: torch.Tensor
-    """Rows ``[no, yes]`` of the LM head, float32, shape (2, hidden)."""
+    """Rows ``[no, yes]`` of the LM head, float32, shape (2, hidden). For a seq-cls conversion
+    (one row = yes - no) the rows are ``[0, row]``: the same logit difference."""
     head_bias: torch.Tensor | None
 
     @property
     def decoder(self) -> Any:
-        """The transformer without its LM head: only two of its ~150k logits are needed."""
+        """The transformer without its head: only two of an LM head's ~150k logits are needed."""
         return self.model.base_model
 
 
@@ -54,31 +54,27 @@ def resolve_dtype(dtype: str | None, device: torch.device) -> torch.dtype:
     return torch.bfloat16 if device.type == "cuda" else torch.float32
 
 
-def load_model(name: str, *, device: str | None = None, dtype: str | None = None) -> LoadedModel:
-    """Load tokenizer and weights; raise :class:`ModelLoadError` for anything unusable."""
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+def load_model(
+    name: str | Checkpoint, *, device: str | None = None, dtype: str | None = None
+) -> LoadedModel:
+    """Load a yes/no reranker's tokenizer and weights; :class:`ModelLoadError` if unusable."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if _looks_like_path(name) and not Path(name).expanduser().is_dir():
-        raise ModelLoadError(f"model directory {name!r} does not exist")
-    name = str(Path(name).expanduser()) if _looks_like_path(name) else name
+    checkpoint = name if isinstance(name, Checkpoint) else inspect_checkpoint(name)
+    name = checkpoint.name
+    if checkpoint.kind != "yes_no":
+        raise ModelLoadError(
+            f"{name!r} is a {', '.join(checkpoint.architectures)} checkpoint, not a causal LM "
+            "with a yes/no head (Qwen3-Reranker recipe)"
+        )
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-    try:
-        config = AutoConfig.from_pretrained(name)
-    except Exception as exc:
-        raise ModelLoadError(f"cannot load model {name!r}: {exc}") from exc
-
-    architectures = list(getattr(config, "architectures", None) or [])
-    if architectures and not any(a.endswith("ForCausalLM") for a in architectures):
-        raise ModelLoadError(
-            f"{name!r} is a {', '.join(architectures)} checkpoint, not a causal LM with a "
-            "yes/no head (Qwen3-Reranker recipe); refusing to score with another head"
-        )
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(name, padding_side="left")
     except Exception as exc:
         raise ModelLoadError(f"cannot load the tokenizer of {name!r}: {exc}") from exc
+    check_tokenizer(tokenizer, name)
     yes_id = tokenizer.convert_tokens_to_ids("yes")
     no_id = tokenizer.convert_tokens_to_ids("no")
     unk = tokenizer.unk_token_id

@@ -34,8 +34,8 @@ _BATCH_OVERHEAD_TOKENS = {"cpu": 32, "cuda": 1024}
 _DEFAULT_OVERHEAD_TOKENS = 256
 
 
-_PROBE_QUERY = "Where does the user's sister live?"
-_PROBE_DOCUMENTS = (
+PROBE_QUERY = "Where does the user's sister live?"
+PROBE_DOCUMENTS = (
     "The user's sister Anna lives in Berlin and works at a museum near the river.",
     "yes",
     ": starts with a colon",
@@ -202,12 +202,12 @@ class PrefixCacheEngine:
             Exception: the model cannot compute at all (recipe included); nothing to compare.
         """
         tolerance = 1e-4 if self.loaded.dtype == torch.float32 else 5e-2
-        docs = list(_PROBE_DOCUMENTS)
-        want = self._recipe.score(_PROBE_QUERY, docs, None)
+        docs = list(PROBE_DOCUMENTS)
+        want = self._recipe.score(PROBE_QUERY, docs, None)
         if not all(math.isfinite(w) for w in want):
             raise ValueError("the model's own scores are not finite: nothing to compare")
         try:
-            got = self.score(_PROBE_QUERY, docs, None)
+            got = self.score(PROBE_QUERY, docs, None)
         except Exception as exc:
             raise PrefixEngineMismatch(
                 f"prefix engine self-check failed: it cannot run on this model "
