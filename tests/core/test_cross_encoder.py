@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from sentence_transformers import CrossEncoder
 
-from memreranker import MemReranker, MemRerankerError, ModelLoadError
+from memreranker import InputTooLongError, MemReranker, MemRerankerError, ModelLoadError
 
 QUERY = "When is the user flying to Berlin, and who will they visit?"
 DOCS = [
@@ -121,6 +121,21 @@ def test_bert_truncation_matches_cross_encoder(
     assert 2 <= cut < len(docs)
     warnings = [r.getMessage() for r in caplog.records if "max_length=64" in r.getMessage()]
     assert len(warnings) == 1 and f"{cut} of {len(docs)} document(s)" in warnings[0]
+
+
+@pytest.mark.parametrize("on_error", ["fallback", "raise"])
+def test_truncate_false_refuses_pairs_over_max_length(
+    tiny_cross_encoder: Path, on_error: str
+) -> None:
+    strict = MemReranker(
+        model=str(tiny_cross_encoder), max_length=64, truncate=False, on_error=on_error
+    )
+    tokenizer = reference(tiny_cross_encoder).tokenizer
+    fits = [d for d in DOCS if len(tokenizer(QUERY, d)["input_ids"]) < 64]
+    assert len(fits) >= 3
+    assert len(strict.rerank(QUERY, fits)) == len(fits)  # within the limit: scored
+    with pytest.raises(InputTooLongError, match="max_length=64"):
+        strict.rerank(QUERY, fits + LONG)  # a caller's choice, not an outage: in both modes
 
 
 def test_max_length_never_exceeds_the_model(bert: MemReranker) -> None:

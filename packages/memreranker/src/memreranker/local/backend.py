@@ -127,7 +127,10 @@ def _load_engine(name: str, settings: RerankerSettings) -> ScoringEngine:
         checkpoint, device=settings.device, dtype=settings.dtype, max_length=settings.max_length
     )
     engine = CrossEncoderEngine(
-        model, name=checkpoint.name, batch_size=settings.batch_size or CROSS_ENCODER_BATCH_SIZE
+        model,
+        name=checkpoint.name,
+        batch_size=settings.batch_size or CROSS_ENCODER_BATCH_SIZE,
+        truncate=settings.truncate,
     )
     if settings.engine == "crossencoder":
         return engine

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from memreranker.errors import ModelLoadError
+from memreranker.errors import InputTooLongError, ModelLoadError
 from memreranker.local.checkpoint import (
     Checkpoint,
     check_head_is_stored,
@@ -174,14 +174,18 @@ class CrossEncoderEngine:
         model: The loaded ``CrossEncoder``.
         name: The checkpoint, for messages.
         batch_size: Pairs per forward pass.
+        truncate: ``False``: a pair that reaches ``max_length`` raises
+            :class:`~memreranker.errors.InputTooLongError` instead of being cut with a
+            warning (as the yes/no engines do with ``truncate=False``).
     """
 
     name = "crossencoder"
 
-    def __init__(self, model: Any, *, name: str, batch_size: int) -> None:
+    def __init__(self, model: Any, *, name: str, batch_size: int, truncate: bool = True) -> None:
         self.model = model
         self.checkpoint_name = name
         self.batch_size = batch_size
+        self.truncate = truncate
         self.takes_instruction = takes_instruction(model)
         self._warned_instruction = False
 
@@ -232,6 +236,11 @@ class CrossEncoderEngine:
                 mask = features.get("attention_mask")
                 if limit is not None and isinstance(mask, torch.Tensor):
                     full += int((mask.sum(dim=-1) >= limit).sum())
+                    if full and not self.truncate:
+                        raise InputTooLongError(
+                            f"{self.checkpoint_name}: a query and document pair reaches "
+                            f"max_length={limit} tokens; shorten it or set truncate=True"
+                        )
                 features = batch_to_device(features, model.device)
                 logits = model(features)["scores"]
                 probs = torch.sigmoid(logits.float()).reshape(len(rows))
