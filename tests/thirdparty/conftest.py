@@ -37,25 +37,14 @@ def infinity_server(
 
 @pytest.fixture(scope="session")
 def reference(tiny_cross_encoder: Path) -> Reference:
-    """Scores of the same checkpoint computed on this machine, by input index.
-
-    sentence-transformers' ``CrossEncoder.predict`` until ``MemReranker(model=<cross-encoder
-    dir>)`` is merged (issue 10); then this one line becomes
-    ``return local_reference(tiny_cross_encoder)``.
-    """
-    return cross_encoder_reference(tiny_cross_encoder)
-
-
-def cross_encoder_reference(model_dir: Path) -> Reference:
-    """``CrossEncoder(model_dir).predict``: the sigmoid of the one logit, in [0, 1]."""
-    from sentence_transformers import CrossEncoder
-
-    model = CrossEncoder(str(model_dir), device="cpu")
-    return lambda q, docs: [float(s) for s in model.predict([(q, d) for d in docs])]
+    """Scores of the same checkpoint computed on this machine, by input index: the core's
+    local backend, which itself equals ``CrossEncoder.predict`` (tests/core/test_cross_encoder.py,
+    and test_reference_is_the_checkpoint_s_own_scores here)."""
+    return local_reference(tiny_cross_encoder)
 
 
 def local_reference(model_dir: Path) -> Reference:
-    """The core's local backend on the same checkpoint (needs issue 10's cross-encoder engine)."""
+    """The core's local backend on the same checkpoint."""
     from memreranker import MemReranker
 
     local = MemReranker(model=str(model_dir), on_error="raise")

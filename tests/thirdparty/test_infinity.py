@@ -138,3 +138,11 @@ def test_server_errors_are_typed_or_fall_back(
     got = run(mode, lambda: lenient.rerank(too_long, DOCS), lambda: lenient.arerank(too_long, DOCS))
     assert [(r.index, r.score, r.is_fallback) for r in got] == [(i, 0.0, True) for i in range(7)]
     assert sum("falling back" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_reference_is_the_checkpoint_s_own_scores(tiny_cross_encoder: Any, reference: Any) -> None:
+    # The reference is the core's local backend; it must itself be CrossEncoder.predict.
+    from sentence_transformers import CrossEncoder
+
+    direct = CrossEncoder(str(tiny_cross_encoder), device="cpu").predict([(QUERY, d) for d in DOCS])
+    assert reference(QUERY, DOCS) == pytest.approx([float(s) for s in direct], abs=TOL)
