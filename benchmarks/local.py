@@ -594,12 +594,14 @@ def main() -> None:
     dtype = args.dtype or ("bfloat16" if cuda else "float32")
     heads = args.heads or HEADS.get(args.hidden, args.hidden // HEAD_DIM)
     family = FAMILIES[args.family]
-    cache = Path(tempfile.gettempdir())  # reused across runs: the models are deterministic
-    yes_no_dir = (
-        cache / f"memreranker-bench-h{args.hidden}-l{args.layers}-a{heads}-kv{args.kv_heads}"
-    )
+    from memreranker.stand_in import cache_dir
+
+    # Reused across runs (the models are deterministic), in memreranker's cache directory
+    # ($MEMRERANKER_CACHE, default ~/.cache/memreranker), never in the system temp dir.
+    cache = cache_dir()
+    yes_no_dir = cache / f"bench-h{args.hidden}-l{args.layers}-a{heads}-kv{args.kv_heads}"
     if args.family == "cross-encoder":
-        model_dir = args.model_dir or cache / "memreranker-bench-minilm-l6"
+        model_dir = args.model_dir or cache / "bench-minilm-l6"
         if not (model_dir / "config.json").exists():
             print(f"building the random cross-encoder in {model_dir} ...", file=sys.stderr)
             from memreranker.testing import build_test_cross_encoder
