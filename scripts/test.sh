@@ -6,6 +6,13 @@ cd "$root"
 bash scripts/bootstrap.sh
 venv="${MEMRERANKER_VENV:-$root/.venv}"
 "$venv/bin/ruff" check .
+# The whole suite needs Infinity's own venv (tests/thirdparty, near the end): build it in the
+# background meanwhile (a minute or more on a fresh clone); the fixture waits for it.
+if [ $# -eq 0 ]; then
+  PYTHONPATH=tests "$venv/bin/python" -m servers.infinity >/dev/null 2>&1 &
+  prebuild=$!
+  trap 'kill "$prebuild" 2>/dev/null || true' EXIT
+fi
 # No network: weights can only come from disk, and nothing may try the Hub.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 "$venv/bin/python" -m pytest "$@"
