@@ -1,9 +1,10 @@
 """mem0: MemReranker as the reranker of mem0's ``Memory.search``.
 
 Run: ``python examples/mem0_memory.py`` (needs ``memreranker[mem0,local]``). It uses
-``$MEMRERANKER_MODEL`` (a Hub id or a directory of MemReranker weights) or, when that is
-unset or cannot be loaded, a tiny random test model, so that it runs offline; that model's
-scores are meaningless.
+``$MEMRERANKER_MODEL`` (a Hub id or a directory of MemReranker weights), else
+``IAAR-Shanghai/MemReranker-4B``; where those cannot be had (offline, say) it says so at once
+and runs on a tiny random test model (``memreranker.stand_in``, as the demo and the other
+examples do), whose scores are meaningless.
 
 To stay offline it adds memories with ``infer=False`` (stored as given: no LLM call), puts a
 toy hashed embedder in place of mem0's OpenAI one, and turns mem0's telemetry off unless
@@ -24,16 +25,17 @@ import sys
 import tempfile
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 # mem0 reads this once, when imported, and sends usage telemetry unless it is "False".
 os.environ.setdefault("MEM0_TELEMETRY", "False")
 
-from mem0 import AsyncMemory, Memory
-from mem0.embeddings.base import EmbeddingBase
+from memreranker.stand_in import load_or_stand_in
 
-from memreranker import ModelLoadError
-from memreranker.mem0 import MemRerankerMem0, register
+if TYPE_CHECKING:
+    from mem0 import AsyncMemory, Memory
+
+    from memreranker.mem0 import MemRerankerMem0
 
 USER = "alice"
 
@@ -61,18 +63,25 @@ DIMS = 256
 CANDIDATES = 6  # mem0 reranks the top_k memories its vector search found, and keeps top_k
 
 
-class HashedWords(EmbeddingBase):
-    """A toy embedding (hashed word counts) standing in for a real one."""
+def hashed_words() -> Any:
+    """A toy embedding (hashed word counts) standing in for a real one, as a mem0 embedder.
 
-    def __init__(self) -> None:
-        super().__init__(None)
+    Defined on first use: importing mem0 imports torch and takes seconds, and the example
+    says first whether weights can be had."""
+    from mem0.embeddings.base import EmbeddingBase
 
-    def embed(self, text: str, memory_action: str | None = None) -> list[float]:
-        vector = [0.0] * DIMS
-        for word in re.findall(r"\w+", text.lower()):
-            vector[zlib.crc32(word.encode()) % DIMS] += 1.0
-        norm = sum(v * v for v in vector) ** 0.5 or 1.0
-        return [v / norm for v in vector]
+    class HashedWords(EmbeddingBase):  # type: ignore[misc]
+        def __init__(self) -> None:
+            super().__init__(None)
+
+        def embed(self, text: str, memory_action: str | None = None) -> list[float]:
+            vector = [0.0] * DIMS
+            for word in re.findall(r"\w+", text.lower()):
+                vector[zlib.crc32(word.encode()) % DIMS] += 1.0
+            norm = sum(v * v for v in vector) ** 0.5 or 1.0
+            return [v / norm for v in vector]
+
+    return HashedWords()
 
 
 def memory_config(store: Path, reranker: dict[str, Any] | None) -> dict[str, Any]:
@@ -107,23 +116,21 @@ def close(memory: Memory | AsyncMemory) -> None:
 
 
 def build_memory(workdir: Path) -> Memory:
-    """A Memory reranking with ``$MEMRERANKER_MODEL`` if set and loadable, else with the
-    tiny offline test model."""
-    name = os.environ.get("MEMRERANKER_MODEL")
-    if name:
-        memory = Memory.from_config(memory_config(workdir / "store", reranker_config(name)))
-        try:
-            memory.reranker.reranker.load()  # load now, to say so if it cannot be had
-            return memory
-        except ModelLoadError as exc:
-            print(f"{name} cannot be loaded ({str(exc).splitlines()[0][:120]}).")
-            close(memory)
-    from memreranker.testing import build_test_model
+    """A Memory configured the mem0 way (a provider name and its config), reranking with
+    ``$MEMRERANKER_MODEL`` or MemReranker-4B if it loads, else with the stand-in model."""
+    from mem0 import Memory
 
-    directory = build_test_model(workdir / "tiny-model", seed=0)
-    print("No MemReranker weights: using a tiny random test model, its scores are meaningless.")
-    config = memory_config(workdir / "store-tiny", reranker_config(str(directory)))
-    return Memory.from_config(config)
+    from memreranker.mem0 import register
+
+    # mem0 has no plugin entry point: this adds "memreranker" to its RerankerFactory.
+    register()
+    # Picks the weights that load (and says so, at once, when they cannot be had); its
+    # weights are then freed: the Memory's own provider loads them on its first search.
+    chosen, _ = load_or_stand_in(os.environ.get("MEMRERANKER_MODEL"), announce=print)
+    model = chosen.settings.resolved_model()
+    chosen.close()
+    assert model is not None
+    return Memory.from_config(memory_config(workdir / "store", reranker_config(model)))
 
 
 def search(query: str, rerank: bool) -> dict[str, Any]:
@@ -147,9 +154,11 @@ def show(title: str, results: list[dict[str, Any]], key: str) -> None:
 async def async_search(workdir: Path, reranker: MemRerankerMem0, query: str) -> list[str]:
     """The same search through AsyncMemory (mem0 runs the reranker in a worker thread),
     here with the reranker assigned directly, to share the weights already loaded."""
+    from mem0 import AsyncMemory
+
     amemory = AsyncMemory.from_config(memory_config(workdir / "store-async", None))
     amemory.reranker = reranker
-    amemory.embedding_model = HashedWords()
+    amemory.embedding_model = hashed_words()
     await amemory.add([{"role": "user", "content": m} for m in MEMORIES], user_id=USER, infer=False)
     results = (await amemory.search(**search(query, rerank=True)))["results"]
     close(amemory)
@@ -161,12 +170,10 @@ def main() -> int:
     # mem0 warns that its optional spaCy / fastembed extras (keyword scoring) are missing.
     for name in ("mem0.utils.spacy_models", "mem0.vector_stores.qdrant"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    # mem0 has no plugin entry point: this adds "memreranker" to its RerankerFactory.
-    register()
     with tempfile.TemporaryDirectory(prefix="memreranker-mem0-") as tmp:
         workdir = Path(tmp)
         memory = build_memory(workdir)
-        memory.embedding_model = HashedWords()
+        memory.embedding_model = hashed_words()
         memory.add([{"role": "user", "content": m} for m in MEMORIES], user_id=USER, infer=False)
         print(f"Reranker: {memory.reranker!r}\n")
 
