@@ -15,4 +15,5 @@ if [ $# -eq 0 ]; then
 fi
 # No network: weights can only come from disk, and nothing may try the Hub.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-"$venv/bin/python" -m pytest "$@"
+# Two workers by default (MEMRERANKER_TEST_WORKERS=N, or -n N / -n 0 among the arguments).
+"$venv/bin/python" -m pytest -n "${MEMRERANKER_TEST_WORKERS:-2}" "$@"
