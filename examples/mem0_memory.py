@@ -118,18 +118,20 @@ def close(memory: Memory | AsyncMemory) -> None:
 def build_memory(workdir: Path) -> Memory:
     """A Memory configured the mem0 way (a provider name and its config), reranking with
     ``$MEMRERANKER_MODEL`` or MemReranker-4B if it loads, else with the stand-in model."""
+    # Picks the weights that load (and says so, at once, when they cannot be had: before
+    # importing mem0, which imports torch and takes seconds); its weights are then freed:
+    # the Memory's own provider loads them on its first search.
+    chosen, _ = load_or_stand_in(os.environ.get("MEMRERANKER_MODEL"), announce=print)
+    model = chosen.settings.resolved_model()
+    chosen.close()
+    assert model is not None
+
     from mem0 import Memory
 
     from memreranker.mem0 import register
 
     # mem0 has no plugin entry point: this adds "memreranker" to its RerankerFactory.
     register()
-    # Picks the weights that load (and says so, at once, when they cannot be had); its
-    # weights are then freed: the Memory's own provider loads them on its first search.
-    chosen, _ = load_or_stand_in(os.environ.get("MEMRERANKER_MODEL"), announce=print)
-    model = chosen.settings.resolved_model()
-    chosen.close()
-    assert model is not None
     return Memory.from_config(memory_config(workdir / "store", reranker_config(model)))
 
 
