@@ -17,7 +17,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import cast
 
 from memreranker.http import batching, protocol
 from memreranker.http.async_transport import AsyncTransport
@@ -36,6 +37,13 @@ logger = logging.getLogger("memreranker")
 
 MEMOS_API_KEY_ENV = "MEMOS_API_KEY"
 MEMOS_BASE_URL_ENV = "MEMOS_BASE_URL"
+
+
+# Self-hosted servers: how their rerank URL is built from base_url, and an example root.
+_SELF_HOSTED: dict[Dialect, tuple[Callable[[str], str], str, str]] = {
+    "vllm": (protocol.vllm_url, "http://localhost:8000", "/v1/rerank"),
+    "tei": (protocol.tei_url, "http://localhost:8080", "/rerank"),
+}
 
 
 def resolve_endpoint(settings: RerankerSettings) -> Endpoint:
@@ -68,25 +76,16 @@ def resolve_endpoint(settings: RerankerSettings) -> Endpoint:
                 model,
                 ", ".join(protocol.KNOWN_MEMOS_MODELS),
             )
-    elif settings.backend == "vllm":
-        dialect = "vllm"
+    elif settings.backend in _SELF_HOSTED:
+        dialect = cast(Dialect, settings.backend)
+        to_url, example, route = _SELF_HOSTED[dialect]
         if not settings.base_url:
             raise ValueError(
-                "backend='vllm' needs base_url, the server root (e.g. http://localhost:8000; "
-                "/v1/rerank is appended) or the full rerank endpoint URL"
+                f"backend={dialect!r} needs base_url, the server root (e.g. {example}; "
+                f"{route} is appended) or the full rerank endpoint URL"
             )
         key = _key(settings, env=None)
-        url = protocol.vllm_url(settings.base_url)
-        model = settings.model
-    elif settings.backend == "tei":
-        dialect = "tei"
-        if not settings.base_url:
-            raise ValueError(
-                "backend='tei' needs base_url, the server root (e.g. http://localhost:8080; "
-                "/rerank is appended) or the full rerank endpoint URL"
-            )
-        key = _key(settings, env=None)
-        url = protocol.tei_url(settings.base_url)
+        url = to_url(settings.base_url)
         model = settings.model
     else:
         raise ValueError(f"backend {settings.backend!r} is not an HTTP backend")
