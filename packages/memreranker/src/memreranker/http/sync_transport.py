@@ -217,6 +217,42 @@ class _HTTPSPool(HTTPSConnectionPool):
 
 _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
+URLLIB3_TESTED = ">=1.26.14,<3"
+"""The urllib3 releases the watch was tested with (memreranker's declared range)."""
+
+
+def check_urllib3() -> None:
+    """Raise unless urllib3 has the internals the watch builds on.
+
+    They are not urllib3's public API: a release that renames one would leave requests
+    working and the per-attempt deadline silently gone (only per-read timeouts left).
+
+    Raises:
+        RuntimeError: naming the installed urllib3 version and what it lacks.
+    """
+    missing = [
+        name
+        for name, present in (
+            (
+                "HTTPConnectionPool._put_conn",
+                callable(getattr(HTTPConnectionPool, "_put_conn", None)),
+            ),
+            ("HTTPConnectionPool.ConnectionCls", hasattr(HTTPConnectionPool, "ConnectionCls")),
+            ("HTTPConnection.connect", callable(getattr(HTTPConnection, "connect", None))),
+            ("HTTPConnection.request", callable(getattr(HTTPConnection, "request", None))),
+            (
+                "PoolManager.pool_classes_by_scheme",
+                isinstance(getattr(urllib3.PoolManager(), "pool_classes_by_scheme", None), dict),
+            ),
+        )
+        if not present
+    ]
+    if missing:
+        raise RuntimeError(
+            f"urllib3 {urllib3.__version__} lacks {', '.join(missing)}, which memreranker's "
+            f"request deadline relies on; install urllib3{URLLIB3_TESTED}"
+        )
+
 
 class _DeadlineAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` whose pools hold watched connections (direct or via an HTTP proxy;
@@ -245,6 +281,7 @@ class SyncTransport:
     """
 
     def __init__(self, *, pool_size: int, secret: str | None, max_reply_bytes: int) -> None:
+        check_urllib3()
         self._pool_size = pool_size
         self._secret = secret
         self._max_reply_bytes = max_reply_bytes
