@@ -217,7 +217,7 @@ class _HTTPSPool(HTTPSConnectionPool):
 
 _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
-URLLIB3_TESTED = ">=1.26.14,<3"
+URLLIB3_TESTED = ">=2,<3"
 """The urllib3 releases the watch was tested with (memreranker's declared range)."""
 
 

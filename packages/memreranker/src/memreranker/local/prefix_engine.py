@@ -80,6 +80,11 @@ class _SharedPrefixKV:
         self.prefix = prefix
         self.recorded: list[tuple[torch.Tensor, torch.Tensor]] = []
 
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Tokens already cached: transformers 4.x numbers the new tokens' cache positions
+        from this when the caller passes none."""
+        return 0 if not self.prefix else self.prefix[layer_idx][0].shape[2]
+
     def update(
         self,
         key_states: torch.Tensor,
