@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
+import re
 import socket
 import threading
 import time
@@ -36,6 +37,9 @@ from memreranker.http.retry import Send, Step
 from memreranker.ranking import Scored
 
 _READ_CHUNK = 64 * 1024
+_OBJECT_ADDRESS = re.compile(r" object at 0x[0-9a-fA-F]+")
+"""urllib3 2.0-2.2 name the connection by its repr: an address that differs on every failure
+would make each fallback reason (and each log line) unique."""
 
 # --- The per-request watch -------------------------------------------------------------------
 
@@ -328,7 +332,8 @@ class SyncTransport:
                 if not (watch.expired or _is_timeout(exc)):
                     raise ServiceConnectionError(
                         scrub(
-                            f"cannot reach {redact_url(request.url)}: {type(exc).__name__}: {exc}",
+                            f"cannot reach {redact_url(request.url)}: {type(exc).__name__}: "
+                            + _OBJECT_ADDRESS.sub(" object", str(exc)),
                             self._secret,
                         )
                     ) from None
