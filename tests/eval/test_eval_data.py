@@ -239,9 +239,7 @@ def test_locomo_samples_with_one_id_are_refused(
 
 
 @pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
-def test_jsonl_documents_may_hold_unicode_line_separators(
-    tmp_path: Path, separator: str
-) -> None:
+def test_jsonl_documents_may_hold_unicode_line_separators(tmp_path: Path, separator: str) -> None:
     """json.dumps(ensure_ascii=False) writes U+2028 and U+0085 as they are; only "\\n" ends
     a JSONL line (a "\\r" before it too)."""
     docs = [f"User drinks tea{separator}every morning.", "User plays chess."]
