@@ -58,7 +58,8 @@ def test_watchdog_times_out_a_trickle_while_many_quick_calls_finish(
             quick.rerank(QUERY, DOCS)
             quick_done += 1
     thread.join(timeout=30)
-    assert quick_done > 64, quick_done  # the premise: the heap was rebuilt while the trickle was armed
+    # The premise: the heap was rebuilt while the trickle's watch was armed.
+    assert quick_done > 64, quick_done
     assert "elapsed" in outcome
     assert outcome["elapsed"] < timeout + 1.5
 
