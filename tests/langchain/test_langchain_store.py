@@ -19,7 +19,7 @@ from langgraph.store.memory import InMemoryStore
 from langgraph.store.sqlite import SqliteStore
 from langgraph.store.sqlite.aio import AsyncSqliteStore
 from servers import RerankServer, Score, untemplate
-from servers.clients import FAST, user_agents
+from servers.clients import FAST, scores_by_text, user_agents
 
 from langchain_memreranker import MemRerankStore, RerankedSearchItem
 from memreranker import MemReranker, ModelLoadError
@@ -75,31 +75,13 @@ async def afill(store: BaseStore) -> None:
         await store.aput(NS, f"m{i:02d}", value(i))
 
 
-def by_text(scores: dict[str, float]) -> Score:
-    """A server behaviour: each document scores ``scores[its text]``, results worst first
-    (a client trusting their order, or the input order, gets it wrong)."""
-
-    def mutate(body: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
-        docs = untemplate(request["query"], request["documents"]).documents
-        worst_first = sorted(range(len(docs)), key=lambda i: (scores.get(docs[i], 0.01), -i))
-        top_n = request.get("top_n")
-        if isinstance(top_n, int) and top_n > 0:
-            worst_first = worst_first[-top_n:]
-        body["results"] = [
-            {"index": i, "relevance_score": scores.get(docs[i], 0.01)} for i in worst_first
-        ]
-        return body
-
-    return Score(mutate=mutate)
-
-
 def plant(server: RerankServer, wrapped_order: list[Any]) -> None:
     """Script the server so that the reranked order is ``PLANTED`` of ``wrapped_order``."""
     scores = {
         wrapped_order[rank - 1].value["content"]: round(0.95 - 0.07 * position, 6)
         for position, rank in enumerate(PLANTED)
     }
-    server.default = by_text(scores)
+    server.default = scores_by_text(scores)
 
 
 def keys(items: list[Any]) -> list[str]:

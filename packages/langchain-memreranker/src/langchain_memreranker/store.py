@@ -33,19 +33,13 @@ from langgraph.store.base import (
 from memreranker import MemReranker, RerankerSettings, RerankResult
 from memreranker.integration import adopt_settings
 from memreranker.memory_text import find_memory_text
+from memreranker.pool import check_candidates, pool_size
 
 logger = logging.getLogger("memreranker")
 
-DEFAULT_CANDIDATES = 20
-"""The smallest pool a reranked search draws from when ``candidates`` is not set."""
-
-POOL_FACTOR = 3
-"""Without ``candidates``, the pool is ``max(20, 3 * (offset + limit))``: see
-:class:`MemRerankStore`."""
-
 TextOption = Sequence[str] | Callable[[Item], str] | None
 
-__all__ = ["DEFAULT_CANDIDATES", "POOL_FACTOR", "MemRerankStore", "RerankedSearchItem"]
+__all__ = ["MemRerankStore", "RerankedSearchItem"]
 
 
 class RerankedSearchItem(SearchItem):
@@ -91,12 +85,9 @@ class MemRerankStore(BaseStore):
         reranker: A ready ``MemReranker`` (to share loaded weights or use a fallback chain).
             Settings given next to it must agree with its settings, else ``ValueError``.
         candidates: How many items a reranked search asks the wrapped store for. ``None``
-            (the default) draws ``max(20, 3 * (offset + limit))``: 20 is the pool of the
-            usual "fetch 20, keep 3 to 5" recipe (mem0's default search ``top_k``), and the
-            factor keeps a pool three times what is kept when ``limit`` grows (LangMem's
-            search tool asks for 10, so 30). A number is used as given, but never below
-            ``offset + limit``: a search always gets the items it asked for if the store
-            holds them. Scoring cost grows with it.
+            (the default) draws ``max(20, 3 * (offset + limit))`` (why: :mod:`memreranker.pool`).
+            A number is used as given, but never below ``offset + limit``: a search always
+            gets the items it asked for if the store holds them. Scoring cost grows with it.
         text: The text scored for an item: a list of field paths in the syntax of the
             store's index ``fields`` (``["content", "metadata.title"]``, ``"$"`` for the
             whole value; the texts found are joined by newlines), or a callable
@@ -134,7 +125,7 @@ class MemRerankStore(BaseStore):
         if not isinstance(store, BaseStore):
             raise TypeError(f"store must be a langgraph BaseStore, got {type(store).__name__}")
         self.store = store
-        self.candidates = _check_candidates(candidates)
+        self.candidates = check_candidates(candidates)
         self._paths, self._text_fn = _text_option(text)
         if reranker is not None:
             # Validated once: unknown or contradicting settings raise here.
@@ -202,10 +193,7 @@ class MemRerankStore(BaseStore):
         return op._replace(limit=self._pool(op), offset=0)
 
     def _pool(self, op: SearchOp) -> int:
-        wanted = op.offset + op.limit
-        if self.candidates is None:
-            return max(DEFAULT_CANDIDATES, POOL_FACTOR * wanted)
-        return max(self.candidates, wanted)
+        return pool_size(op.offset + op.limit, self.candidates)
 
     def _score(self, op: SearchOp, pool: list[SearchItem]) -> list[RerankResult]:
         if not pool:
@@ -310,13 +298,3 @@ def _text_option(text: Any) -> tuple[list[list[str] | str] | None, Callable[[Ite
     if not paths:
         raise ValueError("text must name at least one field path (None: the default text)")
     return paths, None
-
-
-def _check_candidates(candidates: Any) -> int | None:
-    if candidates is None:
-        return None
-    if isinstance(candidates, bool) or not isinstance(candidates, int):
-        raise TypeError(f"candidates must be a positive int or None, got {candidates!r}")
-    if candidates < 1:
-        raise ValueError(f"candidates must be a positive int or None, got {candidates}")
-    return candidates
