@@ -142,5 +142,5 @@ def test_bad_arguments(memory: Any, core: MemReranker) -> None:
         search(memory, QUERY, top_k=0, reranker=core, filters=FILTERS)
     with pytest.raises(ValueError, match="candidates"):
         search(memory, QUERY, candidates=0, reranker=core, filters=FILTERS)
-    with pytest.raises(TypeError, match="use memreranker.mem0.search"):
+    with pytest.raises(TypeError, match=r"use memreranker\.mem0\.search"):
         asyncio.run(asearch(memory, QUERY, reranker=core, filters=FILTERS))
