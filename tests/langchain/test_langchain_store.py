@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from langgraph.store.base import BaseStore, GetOp, Item, ListNamespacesOp, PutOp, SearchOp
+from langgraph.store.base import (
+    BaseStore,
+    GetOp,
+    Item,
+    ListNamespacesOp,
+    MatchCondition,
+    PutOp,
+    SearchOp,
+)
 from langgraph.store.memory import InMemoryStore
 from langgraph.store.sqlite import SqliteStore
 from langgraph.store.sqlite.aio import AsyncSqliteStore
@@ -274,12 +282,16 @@ def test_mixed_batch_keeps_op_order(
 ) -> None:
     pool = wrapped.search(NS, query=QUERY, limit=12)
     want = expected(store, pool)
+    plain = dicts(wrapped.search(NS, limit=4))
+    memories_only = (MatchCondition(match_type="prefix", path=("memories",)),)
     ops = [
         GetOp(NS, "m05"),
         SearchOp(NS, None, 2, 1, QUERY),
         SearchOp(NS, None, 4, 0, None),
-        ListNamespacesOp(),
-        PutOp(NS, "m05", {"content": "changed"}),
+        ListNamespacesOp(match_conditions=memories_only),
+        # Elsewhere, so that whether the store applies it before or after the searches of
+        # its batch changes none of their answers.
+        PutOp(("scratch",), "note", {"content": "changed"}),
         SearchOp(NS, None, 3, 0, QUERY),
         GetOp(NS, "missing"),
     ]
@@ -287,9 +299,10 @@ def test_mixed_batch_keeps_op_order(
     assert len(mine) == len(ops)
     assert mine[0] == Item(**{**pool_item(pool, "m05"), "value": value(5)})
     check_window(mine[1], pool, want, slice(1, 3))
-    assert dicts(mine[2]) == dicts(wrapped.search(NS, limit=4))
+    assert dicts(mine[2]) == plain
     assert mine[3] == [NS]
     assert mine[4] is None
+    assert wrapped.get(("scratch",), "note").value == {"content": "changed"}
     check_window(mine[5], pool, want, slice(0, 3))
     assert mine[6] is None
 
