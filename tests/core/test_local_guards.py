@@ -29,7 +29,7 @@ from memreranker.local.prefix_engine import (  # noqa: E402
     PrefixEngineMismatch,
     supports_prefix_cache,
 )
-from memreranker.local.prompt import PREFIX, SUFFIX, format_body  # noqa: E402
+from memreranker.prompt import PREFIX, SUFFIX, format_body  # noqa: E402
 from memreranker.testing import TOKENIZER_FILES, qwen3_tokenizer_dir  # noqa: E402
 
 QUERY = "What does the user like to drink?"

@@ -20,7 +20,7 @@ from memreranker.local.prefix_engine import (  # noqa: E402
     common_prefix_length,
     plan_batches,
 )
-from memreranker.local.prompt import PREFIX, format_body  # noqa: E402
+from memreranker.prompt import PREFIX, format_body  # noqa: E402
 
 TOL = 2e-5  # float32; observed differences are ~1e-6
 QUERY = "What does the user like to drink?"

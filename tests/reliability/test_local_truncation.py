@@ -18,7 +18,7 @@ from reliability_kit import MODES, SURFACES, Surface, is_probability, memreranke
 
 from memreranker import InputTooLongError, MemReranker
 from memreranker.local.engines import PaddedBatchEngine
-from memreranker.local.prompt import format_body
+from memreranker.prompt import format_body
 from memreranker.local.truncation import query_budget
 
 pytestmark = pytest.mark.timeout(120)

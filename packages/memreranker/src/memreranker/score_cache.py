@@ -15,13 +15,14 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from memreranker.backends.base import Backend
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
 
 if TYPE_CHECKING:
-    from memreranker.backends.base import Backend
+    from memreranker.http.circuit import CircuitBreaker
 
 CacheKey = tuple[str, str | None, str, str]
 
@@ -148,13 +149,13 @@ async def acached_score(
     return lookup.complete(await compute(lookup.missing))
 
 
-class CachedBackend:
+class CachedBackend(Backend):
     """Any :class:`~memreranker.backends.base.Backend` behind a :class:`ScoreCache`.
 
-    ``create_backend`` wraps every backend kind in it when ``score_cache_size`` is set.
-    Cache keys start with the inner backend's name (backend kind and model), so rerankers
-    of different models never share scores. Other attributes (``load``, ``aclose``,
-    ``circuit``) are the inner backend's.
+    ``create_backend`` wraps every backend kind in it when ``score_cache_size`` is set, a
+    user's ``Backend`` instance included. Cache keys start with the inner backend's name
+    (backend kind and model), so rerankers of different models never share scores.
+    ``load``, ``close``, ``aclose`` and ``circuit`` are the inner backend's.
     """
 
     def __init__(self, inner: Backend, cache: ScoreCache) -> None:
@@ -162,11 +163,15 @@ class CachedBackend:
         self.cache = cache
 
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         return self.inner.name
 
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(self.inner, attribute)
+    @property
+    def circuit(self) -> CircuitBreaker | None:  # type: ignore[override]
+        return self.inner.circuit
+
+    def load(self) -> None:
+        self.inner.load()
 
     def score(
         self,
@@ -208,4 +213,8 @@ class CachedBackend:
 
     def close(self) -> None:
         self.inner.close()
+        self.cache.clear()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
         self.cache.clear()

@@ -140,7 +140,7 @@ def build_test_qwen3_cross_encoder(
         Qwen3ForSequenceClassification,
     )
 
-    from memreranker.local.crossencoder import CARD_CHAT_TEMPLATE, CARD_PROMPT_NAME, CARD_PROMPTS
+    from memreranker.prompt import CARD_CHAT_TEMPLATE, CARD_PROMPT_NAME, CARD_PROMPTS
 
     target = Path(path)
     if causal is None:
@@ -196,7 +196,7 @@ def _calibrate(model: object, tokenizer: object, spread: float) -> None:
     """Scale and shift the yes/no logits: ``logit_yes - logit_no`` ~ (0, spread)."""
     import torch
 
-    from memreranker.local.prompt import PREFIX, SUFFIX, format_body
+    from memreranker.prompt import PREFIX, SUFFIX, format_body
 
     prompts = [
         PREFIX + format_body(None, q, d) + SUFFIX

@@ -33,9 +33,11 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from memreranker.backend_table import BUILTIN_BACKENDS
+from memreranker.backend_table import Dialect as Dialect
 from memreranker.errors import (
     AuthenticationError,
     InvalidResponseError,
@@ -46,10 +48,10 @@ from memreranker.errors import (
 )
 from memreranker.ranking import Scored
 
-Dialect = Literal["memos", "vllm", "tei"]
-
-DEFAULT_MEMOS_BASE_URL = "https://memos.memtensor.cn/api/openmem/v1"
-KNOWN_MEMOS_MODELS = ("memos-reranker-0.6b", "memos-reranker-4b")
+_MEMOS = BUILTIN_BACKENDS["memos"]
+assert _MEMOS.default_base_url is not None
+DEFAULT_MEMOS_BASE_URL: str = _MEMOS.default_base_url
+KNOWN_MEMOS_MODELS = _MEMOS.known_models
 
 # MemOS cloud error codes (CONTRACTS section 2).
 AUTH_CODES = frozenset({40100, 40130, 40132})
@@ -145,6 +147,14 @@ def vllm_url(base_url: str) -> str:
     if base.endswith(("/v1", "/v2")):
         return f"{base}/rerank"
     return f"{base}/v1/rerank"
+
+
+def endpoint_url(dialect: Dialect, base_url: str) -> str:
+    """The rerank endpoint of ``dialect`` under ``base_url`` (validated)."""
+    return _URLS[dialect](base_url)
+
+
+_URLS = {"memos": memos_url, "vllm": vllm_url, "tei": tei_url}
 
 
 def is_insecure_remote(url: str) -> bool:

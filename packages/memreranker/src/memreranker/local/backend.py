@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from memreranker.backends.base import Backend
 from memreranker.errors import InferenceError, InputTooLongError, MemRerankerError, ModelLoadError
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
@@ -26,7 +26,7 @@ CROSS_ENCODER_BATCH_SIZE = 32
 default, which is also faster on CPU than 16 for small cross-encoders (benchmarks/local.py)."""
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """Scores with local weights.
 
     The model loads on the first call (or on :meth:`load`), once; a failed load is retried on
@@ -44,10 +44,11 @@ class LocalBackend:
         self._run_lock = threading.Lock()
 
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         return f"local:{self.model_name}"
 
-    def load(self) -> ScoringEngine:
+    def load(self) -> ScoringEngine:  # type: ignore[override]
+        """Load the weights now (once); returns the engine that scores them."""
         engine = self._engine
         if engine is not None:
             return engine
@@ -85,19 +86,6 @@ class LocalBackend:
             except Exception as exc:
                 raise InferenceError(f"{type(exc).__name__}: {exc}") from exc
         return list(enumerate(scores))
-
-    async def ascore(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        instruction: str | None,
-        top_n: int | None,
-        progress: Advance | None = None,
-    ) -> list[Scored]:
-        return await asyncio.to_thread(
-            self.score, query, documents, instruction=instruction, top_n=top_n, progress=progress
-        )
 
     def close(self) -> None:
         with self._load_lock:

@@ -14,7 +14,6 @@ see how many pairs reached ``max_length``; it scores identical documents once.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -29,34 +28,21 @@ from memreranker.local.checkpoint import (
     checkpoint_file,
 )
 from memreranker.local.loading import LoadedModel, resolve_device, resolve_dtype
-from memreranker.local.prompt import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_body
 from memreranker.progress import Advance
+from memreranker.prompt import (
+    CARD_CHAT_TEMPLATE,
+    CARD_PROMPT_NAME,
+    CARD_PROMPTS,
+    DEFAULT_INSTRUCTION,
+    PREFIX,
+    SUFFIX,
+    format_body,
+)
 
 logger = logging.getLogger("memreranker")
 
 ST_CONFIG = "config_sentence_transformers.json"
 """The file a checkpoint prepared for sentence-transformers ships (prompts, activation)."""
-
-CARD_PROMPT_NAME = "query"
-
-CARD_CHAT_TEMPLATE = (
-    "{%- set ns = namespace(instruction=" + json.dumps(DEFAULT_INSTRUCTION) + ", "
-    "query='', document='') -%}"
-    "{%- for m in messages -%}"
-    "{%- if m.content is string -%}{%- set text = m.content -%}"
-    "{%- else -%}{%- set text = m.content | map(attribute='text') | join('') -%}{%- endif -%}"
-    "{%- if m.role == 'system' -%}{%- set ns.instruction = text -%}"
-    "{%- elif m.role == 'query' -%}{%- set ns.query = text -%}"
-    "{%- elif m.role == 'document' -%}{%- set ns.document = text -%}{%- endif -%}"
-    "{%- endfor -%}"
-    "{{ " + json.dumps(PREFIX) + " + '<Instruct>: ' + ns.instruction + '\\n<Query>: ' + "
-    "ns.query + '\\n<Document>: ' + ns.document + " + json.dumps(SUFFIX) + " }}"
-)
-"""The model card's prompt as a chat template for CrossEncoder's roles: the prompt (an
-instruction) arrives as the ``system`` message, the pair as ``query`` and ``document``."""
-
-CARD_PROMPTS = {CARD_PROMPT_NAME: DEFAULT_INSTRUCTION}
-"""CrossEncoder prompts of the model card: the default instruction under the name "query"."""
 
 
 def load_cross_encoder(

@@ -10,7 +10,7 @@ import torch
 
 from memreranker.errors import ModelLoadError
 from memreranker.local.checkpoint import Checkpoint, check_tokenizer, inspect_checkpoint
-from memreranker.local.prompt import PREFIX, SUFFIX
+from memreranker.prompt import PREFIX, SUFFIX
 
 logger = logging.getLogger("memreranker")
 
