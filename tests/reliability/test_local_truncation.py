@@ -18,8 +18,8 @@ from reliability_kit import MODES, SURFACES, Surface, is_probability, memreranke
 
 from memreranker import InputTooLongError, MemReranker
 from memreranker.local.engines import PaddedBatchEngine
-from memreranker.prompt import format_body
 from memreranker.local.truncation import query_budget
+from memreranker.prompt import format_body
 
 pytestmark = pytest.mark.timeout(120)
 
