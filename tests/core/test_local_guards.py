@@ -42,7 +42,7 @@ DOCS = [
 
 
 def engine_of(reranker: MemReranker) -> Any:
-    return reranker._backend.load()  # type: ignore[attr-defined]
+    return reranker.backend.load()  # type: ignore[attr-defined]
 
 
 def copy_model(source: Path, target: Path) -> Path:

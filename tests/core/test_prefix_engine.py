@@ -292,7 +292,7 @@ def test_plan_batches_with_large_overhead_fills_batches() -> None:
 
 
 def engine_of(reranker: MemReranker) -> object:
-    return reranker._backend.load()  # type: ignore[attr-defined]
+    return reranker.backend.load()  # type: ignore[attr-defined]
 
 
 def test_prefix_is_the_default_engine(tiny_model: Path) -> None:

@@ -36,7 +36,7 @@ HUGE_QUERY = ("What does the user drink in the morning, and what else do they li
 
 
 def engine_of(reranker: MemReranker) -> PaddedBatchEngine:
-    engine = reranker._backend.load()  # type: ignore[attr-defined]
+    engine = reranker.backend.load()  # type: ignore[attr-defined]
     return engine._recipe if hasattr(engine, "_recipe") else engine  # type: ignore[no-any-return]
 
 
@@ -44,8 +44,7 @@ def engine_of(reranker: MemReranker) -> PaddedBatchEngine:
 def untruncating(tiny_model: Path) -> Iterator[tuple[MemReranker, MemReranker]]:
     """``truncate=False``: a lenient and a strict core sharing one loaded backend."""
     lenient = MemReranker(model=str(tiny_model), max_length=256, truncate=False)
-    strict = MemReranker(model=str(tiny_model), max_length=256, truncate=False, on_error="raise")
-    strict._backend = lenient._backend
+    strict = MemReranker(backend=lenient.backend, on_error="raise")  # the same loaded backend
     lenient.load()
     yield lenient, strict
     lenient.close()

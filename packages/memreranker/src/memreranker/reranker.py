@@ -102,6 +102,13 @@ class MemReranker:
         return self._backend.name
 
     @property
+    def backend(self) -> Backend:
+        """The :class:`~memreranker.Backend` scoring for this reranker: the instance given as
+        ``backend=``, or the built-in one made from the settings (wrapped in a
+        ``CachedBackend`` when ``score_cache_size`` is set)."""
+        return self._backend
+
+    @property
     def circuit_state(self) -> str | None:
         """The hosted backend's circuit breaker: ``"closed"``, ``"open"`` or ``"half_open"``
         (``None`` for a backend without one: local weights)."""

@@ -15,9 +15,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from memreranker.backends.base import Backend
+from memreranker.dedup import Distinct
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
 
@@ -88,12 +89,10 @@ class _Lookup:
         self.documents = documents
         self.keys = [(model, instruction, query, doc) for doc in documents]
         self.scores = cache.get_many(self.keys)
-        # Distinct uncached documents, first-seen order, and where each one went.
-        self.position: dict[str, int] = {}
-        for doc, score in zip(documents, self.scores, strict=True):
-            if score is None and doc not in self.position:
-                self.position[doc] = len(self.position)
-        self.missing = list(self.position)
+        # Distinct uncached documents, first-seen order (dedup.Distinct), and where each went.
+        missing = Distinct([d for d, s in zip(documents, self.scores, strict=True) if s is None])
+        self.missing = missing.items
+        self.position = {doc: j for j, doc in enumerate(self.missing)}
 
     def cached_only(self) -> list[Scored]:
         return [(i, s) for i, s in enumerate(self.scores) if s is not None]
@@ -170,8 +169,8 @@ class CachedBackend(Backend):
     def circuit(self) -> CircuitBreaker | None:  # type: ignore[override]
         return self.inner.circuit
 
-    def load(self) -> None:
-        self.inner.load()
+    def load(self) -> Any:  # the inner backend's result (the local engine)
+        return self.inner.load()
 
     def score(
         self,

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from memreranker.backends.base import Backend
+from memreranker.dedup import Distinct
 from memreranker.errors import InferenceError, InputTooLongError, MemRerankerError, ModelLoadError
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
@@ -78,9 +79,12 @@ class LocalBackend(Backend):
         progress: Advance | None = None,
     ) -> list[Scored]:
         engine = self.load()
+        distinct = Distinct(documents)  # identical documents: one forward pass, every engine
         with self._run_lock:
             try:
-                scores = engine.score(query, documents, instruction, progress=progress)
+                scores = distinct.expand(
+                    engine.score(query, distinct.items, instruction, progress=progress)
+                )
             except InputTooLongError:  # a caller mistake (truncate=False), not an outage
                 raise
             except Exception as exc:

@@ -9,7 +9,8 @@ model card's "Sentence Transformers (Recommended)" path.
 
 :class:`CrossEncoderEngine` runs ``CrossEncoder.predict``'s own steps (pairs sorted longest
 first, ``preprocess``, forward, sigmoid) so that it can report progress after every batch and
-see how many pairs reached ``max_length``; it scores identical documents once.
+see how many pairs reached ``max_length``; identical documents are scored once
+(:mod:`memreranker.dedup`, by the local backend).
 """
 
 from __future__ import annotations
@@ -206,9 +207,7 @@ class CrossEncoderEngine:
         from sentence_transformers.util import batch_to_device
 
         prompt = self.prompt(instruction)
-        slot: dict[str, int] = {}
-        index = [slot.setdefault(doc, len(slot)) for doc in documents]
-        unique = list(slot)
+        unique = list(documents)  # distinct: LocalBackend removes duplicates (dedup.py)
         # CrossEncoder.predict's order: longest first by characters, so batches pad little.
         order = sorted(range(len(unique)), key=lambda i: -(len(query) + len(unique[i])))
         scores = [0.0] * len(unique)
@@ -243,7 +242,7 @@ class CrossEncoderEngine:
                 len(unique),
                 limit,
             )
-        return [scores[i] for i in index]
+        return scores
 
 
 # Probe pairs for recognising a checkpoint that renders the model card's prompt.
