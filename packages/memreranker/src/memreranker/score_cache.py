@@ -15,15 +15,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from memreranker.backends.base import Backend
+from memreranker.backends.base import Backend, Circuit
 from memreranker.dedup import Distinct
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
-
-if TYPE_CHECKING:
-    from memreranker.http.circuit import CircuitBreaker
 
 CacheKey = tuple[str, str | None, str, str]
 
@@ -166,7 +163,7 @@ class CachedBackend(Backend):
         return self.inner.name
 
     @property
-    def circuit(self) -> CircuitBreaker | None:  # type: ignore[override]
+    def circuit(self) -> Circuit | None:  # type: ignore[override]
         return self.inner.circuit
 
     def load(self) -> Any:  # the inner backend's result (the local engine)

@@ -12,13 +12,20 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
 
-if TYPE_CHECKING:
-    from memreranker.http.circuit import CircuitBreaker
+
+class Circuit(Protocol):
+    """What ``MemReranker`` reads of a backend's circuit breaker (the hosted backends'
+    :class:`~memreranker.http.circuit.CircuitBreaker`)."""
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half_open"``."""
+        ...
 
 
 class Backend(ABC):
@@ -40,7 +47,7 @@ class Backend(ABC):
     """Short label for logs and results, e.g. ``local:IAAR-Shanghai/MemReranker-4B``
     (a class attribute, an instance attribute or a property)."""
 
-    circuit: CircuitBreaker | None = None
+    circuit: Circuit | None = None
     """The circuit breaker that fails calls fast while a service keeps failing, if any
     (``MemReranker.circuit_state`` reads it)."""
 

@@ -142,31 +142,32 @@ def _exact_engine_for(
 ) -> ScoringEngine | None:
     """The yes/no engine for a seq-cls conversion, if it gives ``reference``'s scores on probe
     pairs (a head that is not what it seems, or a model that is not causal, would not)."""
-    import math
+    from memreranker.local.agreement import (
+        CandidateFailed,
+        ReferenceUnusable,
+        largest_difference,
+        reference_scores,
+        tolerance,
+    )
 
-    import torch
-
-    from memreranker.local.prefix_engine import PROBE_DOCUMENTS, PROBE_QUERY
-
-    docs = list(PROBE_DOCUMENTS)
     try:
-        want = reference.score(PROBE_QUERY, docs, None)
-    except Exception as exc:
+        want = reference_scores(reference, finite=False)
+    except ReferenceUnusable as exc:
         # The model cannot compute at all: no engine can, and the failure surfaces when
         # scoring (one fallback warning, or an InferenceError).
         logger.debug("%s: cannot compare the engines: %s", view.name, exc)
         return None
     try:
         exact = _make_engine(view, settings)
-        got = exact.score(PROBE_QUERY, docs, None)
-    except Exception as exc:
-        worst, reason = math.nan, f"{type(exc).__name__}: {exc}"
+        worst = largest_difference(want, exact)
+    except CandidateFailed as exc:
+        reason = str(exc)
+    except Exception as exc:  # building the exact engine failed
+        reason = f"{type(exc).__name__}: {exc}"
     else:
-        worst = max(abs(a - b) for a, b in zip(want, got, strict=True))
+        if worst <= tolerance(view.dtype):
+            return exact
         reason = f"its scores differ from sentence-transformers' by {worst:.3g}"
-    tolerance = 1e-4 if view.dtype == torch.float32 else 5e-2
-    if all(math.isfinite(w) for w in want) and worst <= tolerance:
-        return exact
     logger.warning(
         "%s renders the model card's prompt but the %s engine cannot serve it (%s): "
         "scoring with sentence-transformers",
