@@ -136,8 +136,8 @@ def test_settings_that_do_not_apply_are_refused() -> None:
         MemReranker("memos", device="cuda", api_key="k")
     with pytest.raises(ValueError, match="prompt_format applies to the vllm and tei"):
         MemReranker("local", prompt_format="plain")
-    with pytest.raises(ValueError, match="timeout applies to the memos, vllm and tei"):
-        MemReranker("local", timeout=3)
+    with pytest.raises(ValueError, match="engine applies to the local backend, not 'tei'"):
+        MemReranker("tei", base_url="http://127.0.0.1:9", engine="batched")
     for option in ({"model": "m"}, {"api_key": "k"}, {"device": "cpu"}, {"max_retries": 0}):
         with pytest.raises(ValueError, match=f"{next(iter(option))} applies to"):
             MemReranker(backend=FakeBackend(), **option)
