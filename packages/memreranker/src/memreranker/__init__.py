@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 
+from memreranker.backends.base import Backend
 from memreranker.errors import (
     AuthenticationError,
     CircuitOpenError,
@@ -33,6 +34,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
+    "Backend",
     "CircuitOpenError",
     "InferenceError",
     "InputTooLongError",

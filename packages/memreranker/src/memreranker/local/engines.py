@@ -13,9 +13,9 @@ import torch
 
 from memreranker.errors import InstructionTooLongError
 from memreranker.local.loading import LoadedModel
-from memreranker.local.prompt import format_body
 from memreranker.local.truncation import fit_query, query_budget, report_truncated_documents
 from memreranker.progress import Advance
+from memreranker.prompt import format_body
 
 
 class ScoringEngine(Protocol):

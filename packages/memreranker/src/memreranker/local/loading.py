@@ -15,7 +15,7 @@ from memreranker.local.checkpoint import (
     inspect_checkpoint,
     refuse_missing,
 )
-from memreranker.local.prompt import PREFIX, SUFFIX
+from memreranker.prompt import PREFIX, SUFFIX
 
 logger = logging.getLogger("memreranker")
 
