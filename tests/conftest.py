@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["servers.fixtures"]  # rerank_server, refused_url (tests/servers)
+# rerank_server, refused_url (tests/servers); deprecated calls from our code are errors.
+pytest_plugins = ["servers.fixtures", "our_deprecations"]
 
 # Redirected for the whole session (the programs the tests start inherit them).
 _SESSION_ENV = ("TMPDIR", "TEMP", "TMP", "MEMRERANKER_CACHE", "TORCHINDUCTOR_CACHE_DIR")

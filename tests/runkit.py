@@ -116,3 +116,9 @@ def check_offline_start(run: Run, model: str = "IAAR-Shanghai/MemReranker-4B") -
     assert model in lines[1] and "meaningless" in lines[1], lines[:2]
     assert sum("meaningless" in line for line in lines) == 1
     assert "Retrying" not in run.stderr and "Traceback" not in run.stderr
+    check_no_warnings(run)
+
+
+def check_no_warnings(run: Run) -> None:
+    """No warning of any kind in a user's face (FutureWarning, UserWarning, ...)."""
+    assert "Warning" not in run.stderr, run.stderr[-3000:]

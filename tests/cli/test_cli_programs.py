@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from runkit import BIN, FIRST_OUTPUT_LIMIT_S, offline_env, run_program
+from runkit import BIN, FIRST_OUTPUT_LIMIT_S, check_no_warnings, offline_env, run_program
 
 import memreranker
 
@@ -47,6 +47,7 @@ def test_offline_the_cli_says_so_at_once_and_exits_3(tmp_path: Path, refused_url
     assert "cannot be reached" in lines[0]
     assert "Retrying" not in done.stderr and "Traceback" not in done.stderr
     assert len(lines) == len(set(lines)) == 2, done.stderr  # the notice, the fallback reason
+    check_no_warnings(done)
     assert "falling back to original order" in lines[1]
     table = done.stdout.splitlines()
     assert [row.split()[-1] for row in table[1:3]] == ["tea.", "badminton."]

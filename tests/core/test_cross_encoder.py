@@ -268,8 +268,9 @@ def broken(
 ) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("broken-cross-encoders")
     notok = copy_of(tiny_cross_encoder, root / "no-tokenizer")
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        (notok / name).unlink()
+    # transformers 4 also saves vocab.txt (and loads a tokenizer from it alone); 5 does not.
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (notok / name).unlink(missing_ok=True)
     config = json.loads((tiny_cross_encoder / "config.json").read_text())
     config["architectures"] = ["BertForMaskedLM"]
     other = copy_of(tiny_cross_encoder, root / "masked-lm")
@@ -287,7 +288,8 @@ REFUSALS = {
     "three labels": "3 labels",
     "headless": r"no trained scoring head: its weights lack classifier\.weight, classifier\.bias",
     "headless qwen3": r"no trained scoring head: its weights lack score\.weight",
-    "no tokenizer": "has no tokenizer",
+    # sentence-transformers 5.4 refuses it itself (no processor), newer ones load specials only.
+    "no tokenizer": "has no tokenizer|Can't instantiate a processor, a tokenizer",
     "masked lm": "BertForMaskedLM checkpoint: neither a cross-encoder",
 }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -102,6 +103,16 @@ def test_many_documents(loaded: LoadedModel) -> None:
     assert stats["prompts"] == len(set(docs))
     assert stats["forwards"] >= 1 + -(-stats["prompts"] // 16)
     assert stats["padded_tail_tokens"] >= stats["tail_tokens"]
+
+
+def test_no_deprecated_keyword_reaches_transformers(loaded: LoadedModel) -> None:
+    # transformers 5 renamed the forward's `past_key_values` to `cache`: the old name warns,
+    # and goes in 5.40; the floor (4.56) knows only the old one. Either way, the right one.
+    with warnings.catch_warnings():
+        for category in (FutureWarning, DeprecationWarning):
+            warnings.filterwarnings("error", category=category, module="transformers")
+        want, got, _ = both(loaded, QUERY, DOCS)
+    assert_close(want, got)
 
 
 def test_prefix_is_shared(loaded: LoadedModel) -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
+import re
 import socket
 import threading
 import time
@@ -36,6 +37,9 @@ from memreranker.http.retry import Send, Step
 from memreranker.ranking import Scored
 
 _READ_CHUNK = 64 * 1024
+_OBJECT_ADDRESS = re.compile(r" object at 0x[0-9a-fA-F]+")
+"""urllib3 2.0-2.2 name the connection by its repr: an address that differs on every failure
+would make each fallback reason (and each log line) unique."""
 
 # --- The per-request watch -------------------------------------------------------------------
 
@@ -217,6 +221,42 @@ class _HTTPSPool(HTTPSConnectionPool):
 
 _POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
 
+URLLIB3_TESTED = ">=2,<3"
+"""The urllib3 releases the watch was tested with (memreranker's declared range)."""
+
+
+def check_urllib3() -> None:
+    """Raise unless urllib3 has the internals the watch builds on.
+
+    They are not urllib3's public API: a release that renames one would leave requests
+    working and the per-attempt deadline silently gone (only per-read timeouts left).
+
+    Raises:
+        RuntimeError: naming the installed urllib3 version and what it lacks.
+    """
+    missing = [
+        name
+        for name, present in (
+            (
+                "HTTPConnectionPool._put_conn",
+                callable(getattr(HTTPConnectionPool, "_put_conn", None)),
+            ),
+            ("HTTPConnectionPool.ConnectionCls", hasattr(HTTPConnectionPool, "ConnectionCls")),
+            ("HTTPConnection.connect", callable(getattr(HTTPConnection, "connect", None))),
+            ("HTTPConnection.request", callable(getattr(HTTPConnection, "request", None))),
+            (
+                "PoolManager.pool_classes_by_scheme",
+                isinstance(getattr(urllib3.PoolManager(), "pool_classes_by_scheme", None), dict),
+            ),
+        )
+        if not present
+    ]
+    if missing:
+        raise RuntimeError(
+            f"urllib3 {urllib3.__version__} lacks {', '.join(missing)}, which memreranker's "
+            f"request deadline relies on; install urllib3{URLLIB3_TESTED}"
+        )
+
 
 class _DeadlineAdapter(HTTPAdapter):
     """An ``HTTPAdapter`` whose pools hold watched connections (direct or via an HTTP proxy;
@@ -245,6 +285,7 @@ class SyncTransport:
     """
 
     def __init__(self, *, pool_size: int, secret: str | None, max_reply_bytes: int) -> None:
+        check_urllib3()
         self._pool_size = pool_size
         self._secret = secret
         self._max_reply_bytes = max_reply_bytes
@@ -291,7 +332,8 @@ class SyncTransport:
                 if not (watch.expired or _is_timeout(exc)):
                     raise ServiceConnectionError(
                         scrub(
-                            f"cannot reach {redact_url(request.url)}: {type(exc).__name__}: {exc}",
+                            f"cannot reach {redact_url(request.url)}: {type(exc).__name__}: "
+                            + _OBJECT_ADDRESS.sub(" object", str(exc)),
                             self._secret,
                         )
                     ) from None

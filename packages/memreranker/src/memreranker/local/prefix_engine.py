@@ -14,6 +14,7 @@ into the query, only shortens the shared part. Scores equal the recipe's up to f
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -53,6 +54,18 @@ def supports_prefix_cache(loaded: LoadedModel) -> bool:
     return set(layer_types) == {"full_attention"}
 
 
+def cache_keyword(decoder: Any) -> str | None:
+    """The keyword under which ``decoder.forward`` takes a key/value cache, if any.
+
+    transformers 5.x renames ``past_key_values`` to ``cache`` (the old name warns, then goes
+    in 5.40); the declared floor (4.56) knows only the old one. Read from the signature, not
+    from the version: model classes move on their own schedule, and a keyword the forward
+    does not name would not fail but vanish into its ``**kwargs``, the prefix unseen.
+    """
+    parameters = inspect.signature(decoder.forward).parameters
+    return next((name for name in ("cache", "past_key_values") if name in parameters), None)
+
+
 class _SharedPrefixKV:
     """A minimal key/value cache for one forward pass; not a ``transformers.Cache``.
 
@@ -65,6 +78,11 @@ class _SharedPrefixKV:
     def __init__(self, prefix: list[tuple[torch.Tensor, torch.Tensor]] | None = None) -> None:
         self.prefix = prefix
         self.recorded: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        """Tokens already cached: transformers 4.x numbers the new tokens' cache positions
+        from this when the caller passes none."""
+        return 0 if not self.prefix else self.prefix[layer_idx][0].shape[2]
 
     def update(
         self,
@@ -183,6 +201,7 @@ class PrefixCacheEngine:
         self.layer_types = sorted(
             set(getattr(loaded.model.config, "layer_types", None) or ["full_attention"])
         )
+        self.cache_keyword = cache_keyword(loaded.decoder)
         self.last_stats: dict[str, int] = {}
         """Counts of the last call: ``prompts`` (distinct), ``prefix`` (shared tokens),
         ``tail_tokens``, ``padded_tail_tokens``, ``forwards`` (for benchmarks and logs)."""
@@ -284,17 +303,23 @@ class PrefixCacheEngine:
     def _masks(self, mask: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
         return {layer_type: mask for layer_type in self.layer_types}
 
+    def _forward(self, kv: _SharedPrefixKV | None, **inputs: Any) -> Any:
+        if self.cache_keyword is None:
+            raise TypeError(
+                f"{type(self.loaded.decoder).__name__}.forward takes no key/value cache "
+                "(neither `cache` nor `past_key_values`)"
+            )
+        return self.loaded.decoder(**inputs, **{self.cache_keyword: kv}, use_cache=False)
+
     def _run_prefix(self, ids: Sequence[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        loaded = self.loaded
-        device = loaded.device
+        device = self.loaded.device
         recorder = _SharedPrefixKV()
-        loaded.decoder(
+        self._forward(
+            recorder,
             input_ids=torch.tensor([list(ids)], dtype=torch.long, device=device),
             # No mask: a square causal block, SDPA's is_causal fast path.
             attention_mask=self._masks(None),
             position_ids=torch.arange(len(ids), device=device).unsqueeze(0),
-            past_key_values=recorder,
-            use_cache=False,
         )
         return recorder.recorded
 
@@ -323,12 +348,11 @@ class PrefixCacheEngine:
             # Query j (absolute position shared + j) sees keys 0 .. shared + j.
             keys = torch.arange(shared + width, device=device)
             mask = (keys.unsqueeze(0) <= positions.transpose(0, 1))[None, None]
-        hidden = loaded.decoder(
+        hidden = self._forward(
+            _SharedPrefixKV(prefix_kv) if prefix_kv is not None else None,
             input_ids=input_ids,
             attention_mask=self._masks(mask),
             position_ids=positions,
-            past_key_values=_SharedPrefixKV(prefix_kv) if prefix_kv is not None else None,
-            use_cache=False,
         ).last_hidden_state
         last = torch.tensor([len(t) - 1 for t in tails], device=device)
         rows = torch.arange(len(tails), device=device)
