@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 import numbers
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any
 
 from memreranker import ranking
 from memreranker.backends import Backend, create_backend
+from memreranker.document_template import DocumentTemplate, recency, render_documents
 from memreranker.errors import InferenceError, InputTooLongError, MemRerankerError
 from memreranker.progress import Progress, ProgressOption, check_progress
 from memreranker.ranking import Scored
@@ -18,6 +20,8 @@ from memreranker.types import RerankResult
 from memreranker.validation import (
     check_documents,
     check_instruction,
+    check_metadata,
+    check_now,
     check_query,
     check_score_threshold,
     check_top_n,
@@ -85,6 +89,11 @@ class MemReranker:
         self.settings = settings
         self.fallback = fallback
         self._backend: Backend = create_backend(settings)
+        self._template = (
+            None
+            if settings.document_template is None
+            else DocumentTemplate(settings.document_template, settings.date_fields)
+        )
 
     def __reduce__(self) -> tuple[Any, tuple[RerankerSettings, MemReranker | None]]:
         # Settings, not state: the backend holds locks, pools and weights.
@@ -124,6 +133,8 @@ class MemReranker:
         instruction: str | None = None,
         score_threshold: float | None = None,
         progress: ProgressOption = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        now: datetime | None = None,
     ) -> list[RerankResult]:
         """Score ``documents`` against ``query`` and return them best first.
 
@@ -137,21 +148,30 @@ class MemReranker:
             progress: ``True`` shows a progress bar (tqdm, on stderr; none if tqdm is not
                 installed); a callable is called as ``progress(done, total)`` (documents)
                 after every scored batch. The call stays one call: all or nothing.
+            metadata: ``None``, or one dict (or ``None``) per document, aligned by index: that
+                memory's fields, for ``document_template`` (``{date}``, ``{source}``...) and
+                recency (its date, read from ``date_fields``).
+            now: The time recency is measured from (default: the current UTC time); a naive
+                datetime, like a naive memory date, is taken as UTC.
 
         Returns:
-            Results sorted by score descending, ties in input order. On failure with
-            ``on_error="fallback"``: the input order, score 0.0, ``is_fallback=True``.
+            Results sorted by score descending (by ``rank_score`` with ``recency_weight``),
+            ties in input order. On failure with ``on_error="fallback"``: the input order,
+            score 0.0, ``is_fallback=True`` (no recency reordering).
         """
         query, docs, top_n, threshold = _check(
             query, documents, top_n, instruction, score_threshold
         )
+        fields = check_metadata(metadata, len(docs))
+        now = check_now(now)
         progress = check_progress(progress)
         if not docs:
             return []
+        texts = render_documents(self._template, docs, fields, where=self.name)
         reporter = Progress.create(progress, len(docs), desc=self.name)
         failures: list[Failure] = []
         try:
-            scored = self._score_chain(query, docs, top_n, instruction, reporter, failures)
+            scored = self._score_chain(query, texts, top_n, instruction, reporter, failures)
         except MemRerankerError as exc:
             return self._recover(exc, docs, top_n, failures)
         else:
@@ -161,7 +181,7 @@ class MemReranker:
             if reporter is not None:
                 reporter.close()
         self._log_rescue(failures)
-        return ranking.rank(docs, scored, top_n=top_n, score_threshold=threshold)
+        return self._rank(docs, scored, top_n, threshold, fields, now)
 
     async def arerank(
         self,
@@ -172,18 +192,23 @@ class MemReranker:
         instruction: str | None = None,
         score_threshold: float | None = None,
         progress: ProgressOption = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        now: datetime | None = None,
     ) -> list[RerankResult]:
         """Async :meth:`rerank`: same results; local inference runs off the event loop."""
         query, docs, top_n, threshold = _check(
             query, documents, top_n, instruction, score_threshold
         )
+        fields = check_metadata(metadata, len(docs))
+        now = check_now(now)
         progress = check_progress(progress)
         if not docs:
             return []
+        texts = render_documents(self._template, docs, fields, where=self.name)
         reporter = Progress.create(progress, len(docs), desc=self.name)
         failures: list[Failure] = []
         try:
-            scored = await self._ascore_chain(query, docs, top_n, instruction, reporter, failures)
+            scored = await self._ascore_chain(query, texts, top_n, instruction, reporter, failures)
         except MemRerankerError as exc:
             return self._recover(exc, docs, top_n, failures)
         else:
@@ -193,7 +218,7 @@ class MemReranker:
             if reporter is not None:
                 reporter.close()
         self._log_rescue(failures)
-        return ranking.rank(docs, scored, top_n=top_n, score_threshold=threshold)
+        return self._rank(docs, scored, top_n, threshold, fields, now)
 
     def _score_chain(
         self,
@@ -259,6 +284,38 @@ class MemReranker:
             reporter.restart()
         return await self.fallback._ascore_chain(
             query, docs, top_n, instruction, reporter, failures
+        )
+
+    def _rank(
+        self,
+        docs: list[str],
+        scored: list[Scored],
+        top_n: int | None,
+        threshold: float | None,
+        fields: list[Mapping[str, Any] | None] | None,
+        now: datetime | None,
+    ) -> list[RerankResult]:
+        settings = self.settings
+        weight = settings.recency_weight
+        if not weight:  # off: exactly the P(yes) order of before
+            return ranking.rank(docs, scored, top_n=top_n, score_threshold=threshold)
+        moment = datetime.now(timezone.utc) if now is None else now
+        ages = [
+            recency(
+                None if fields is None else fields[i],
+                now=moment,
+                half_life=settings.recency_half_life,
+                date_fields=settings.date_fields,
+            )
+            for i in range(len(docs))
+        ]
+        return ranking.rank(
+            docs,
+            scored,
+            top_n=top_n,
+            score_threshold=threshold,
+            recency=ages,
+            recency_weight=weight,
         )
 
     def _instruction(self, instruction: str | None) -> str | None:
