@@ -103,7 +103,7 @@ def register(subparsers: Subparsers) -> None:
         type=float,
         default=None,
         metavar="W",
-        help="in [0, 1): rank by (1 - W) * score + W * 0.5 ** (age / half-life), the age from "
+        help="in [0, 1): rank by (1 - W) * score + W * 0.5^(age / half-life), the age from "
         "the documents' dates (default: 0, off); score stays P(yes)",
     )
     parser.add_argument(

@@ -119,8 +119,10 @@ class PaddedBatchEngine:
                     plain.append(i)
                 else:
                     encoded[i] = fitted
-            for i, ids in zip(plain, self._truncated([bodies[i] for i in plain]), strict=True):
-                encoded[i] = ids
+            if plain:
+                truncated = self._truncated([bodies[i] for i in plain])
+                for i, ids in zip(plain, truncated, strict=True):
+                    encoded[i] = ids
         return [loaded.prefix_ids + ids + loaded.suffix_ids for ids in encoded]
 
     def _fit_rendered(self, instruction: str | None, query: str, document: str) -> list[int] | None:
