@@ -15,6 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servers.memories import (
+    CREATED,
+    HALF_LIFE,
+    MEMORIES,
+    MEMORY,
+    QUERY,
+    RENDERED,
+    by_text,
+    expected_order,
+    fields,
+)
 from servers.rerank_server import RerankServer, Score
 
 from memreranker import MemReranker
@@ -25,10 +36,6 @@ from memreranker.document_template import (
     render_documents,
 )
 
-MEMORY = "User stopped drinking."
-CREATED = "2026-10-01T09:30:00+00:00"
-RENDERED = "[2026-10-01] User stopped drinking."
-QUERY = "Does the user drink?"
 FAST: dict[str, Any] = {"timeout": 5.0, "max_retries": 0}
 
 
@@ -240,46 +247,10 @@ def test_local_truncation_keeps_the_date(
 # --- Recency ----------------------------------------------------------------------------------
 
 NOW = datetime(2026, 10, 8, 12, 0, tzinfo=timezone.utc)
-HALF_LIFE = timedelta(days=2)
-# text: (P(yes) the server gives, the memory's date or None)
-MEMORIES: dict[str, tuple[float, datetime | None]] = {
-    "old but very relevant": (0.9, NOW - timedelta(days=12)),
-    "fresh and relevant": (0.7, NOW - timedelta(hours=6)),
-    "fresh, less relevant": (0.5, NOW - timedelta(hours=1)),
-    "undated and relevant": (0.8, None),
-    "from the future": (0.2, NOW + timedelta(days=3)),  # age clamped at 0: recency 1
-    "week old": (0.6, NOW - timedelta(days=7)),
-}
-
-
-def by_text(query: str, document: str) -> float:
-    for text, (score, _) in MEMORIES.items():
-        if text in document:
-            return score
-    raise AssertionError(document)
-
-
-def expected_order(
-    weight: float, now: datetime = NOW, threshold: float | None = None
-) -> list[tuple[str, float, float]]:
-    """(text, P(yes), rank score) best first, from the formula written out here."""
-    rows = []
-    for position, (text, (score, when)) in enumerate(MEMORIES.items()):
-        if when is None:
-            recency = 0.0
-        else:
-            age = max((now - when).total_seconds(), 0.0)
-            recency = 0.5 ** (age / HALF_LIFE.total_seconds())
-        if threshold is None or score >= threshold:
-            rows.append((position, text, score, (1 - weight) * score + weight * recency))
-    rows.sort(key=lambda row: (-row[3], row[0]))
-    return [(text, score, key) for _, text, score, key in rows]
 
 
 def metadata() -> list[dict[str, Any] | None]:
-    return [
-        None if when is None else {"created_at": when.isoformat()} for _, when in MEMORIES.values()
-    ]
+    return fields(NOW)
 
 
 @pytest.mark.parametrize("mode", ["sync", "async"])
@@ -291,12 +262,12 @@ def test_recency_order_is_the_formula(rerank_server: RerankServer, mode: str) ->
         results = reranker.rerank(QUERY, docs, metadata=metadata(), now=NOW)
     else:
         results = asyncio.run(reranker.arerank(QUERY, docs, metadata=metadata(), now=NOW))
-    want = expected_order(0.4)
+    want = expected_order(0.4, NOW)
     assert [r.document for r in results] == [text for text, _, _ in want]
     assert [r.score for r in results] == [score for _, score, _ in want]  # P(yes) unchanged
     assert [r.rank_score for r in results] == pytest.approx([key for _, _, key in want])
     # The order differs from P(yes) alone: recency really moved it.
-    assert [r.document for r in results] != [t for t, _, _ in expected_order(0.0)]
+    assert [r.document for r in results] != [t for t, _, _ in expected_order(0.0, NOW)]
 
 
 def test_recency_naive_now_is_utc_and_default_now_is_the_current_time(
@@ -306,10 +277,11 @@ def test_recency_naive_now_is_utc_and_default_now_is_the_current_time(
     reranker = served(rerank_server, recency_weight=0.4, recency_half_life=HALF_LIFE)
     docs = list(MEMORIES)
     naive = reranker.rerank(QUERY, docs, metadata=metadata(), now=NOW.replace(tzinfo=None))
-    assert [r.rank_score for r in naive] == pytest.approx([k for _, _, k in expected_order(0.4)])
+    want = expected_order(0.4, NOW)
+    assert [r.rank_score for r in naive] == pytest.approx([k for _, _, k in want])
     current = datetime.now(timezone.utc)
-    got = reranker.rerank(QUERY, docs, metadata=metadata())
-    want = expected_order(0.4, now=current)
+    got = reranker.rerank(QUERY, docs, metadata=fields(current))  # no now=: the current time
+    want = expected_order(0.4, current)
     assert [r.document for r in got] == [t for t, _, _ in want]
     assert [r.rank_score for r in got] == pytest.approx([k for _, _, k in want], rel=1e-3)
 
@@ -320,7 +292,7 @@ def test_score_threshold_applies_to_p_yes_not_the_rank_score(rerank_server: Rera
     results = reranker.rerank(
         QUERY, list(MEMORIES), metadata=metadata(), now=NOW, score_threshold=0.5, top_n=3
     )
-    want = expected_order(0.9, threshold=0.5)[:3]
+    want = expected_order(0.9, NOW, threshold=0.5)[:3]
     assert [r.document for r in results] == [t for t, _, _ in want]
     assert all(r.score >= 0.5 for r in results)
     # "from the future" has the best rank score (recency 1) but P(yes) 0.2: dropped.
