@@ -20,6 +20,7 @@ from memreranker.cli import (
     build_reranker,
     positive_int,
     probability,
+    write_output,
 )
 from memreranker.memory_text import TEXT_KEYS, memory_fields
 from memreranker.types import RerankResult
@@ -163,10 +164,9 @@ def run(args: argparse.Namespace) -> int:
             return ExitStatus.SCORING_FAILED
         except (TypeError, ValueError) as exc:  # caller mistakes, InputTooLongError included
             raise UsageError(one_line(exc, 1000)) from None
-    if args.json:
-        write_json(results, documents, sys.stdout, rank_score=bool(args.recency_weight))
-    else:
-        write_table(results, documents, sys.stdout)
+    write = write_json if args.json else write_table
+    shown = bool(args.recency_weight)
+    write_output(lambda out: write(results, documents, out, rank_score=shown))
     # All or nothing: one fallback result means the whole call fell back.
     return ExitStatus.FALLBACK if any(r.is_fallback for r in results) else ExitStatus.OK
 
@@ -201,9 +201,8 @@ def read_documents(source: str, fmt: str = "auto") -> Documents:
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise UsageError(
-                f"{name}: not UTF-8 text (byte {exc.start} cannot be decoded)"
-            ) from None
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise UsageError(f"{name}: not UTF-8 text (line {line})") from None
     else:
         text = raw.removeprefix("\ufeff")
     return parse_documents(text, fmt, name=name)
@@ -236,6 +235,10 @@ def _json_list(text: str, name: str) -> list[str]:
             f"{name}: not a valid JSON list (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
             f"{hint}"
         ) from None
+    except RecursionError:  # CPython's parser gives up on very deep nesting
+        raise UsageError(
+            f"{name}: JSON nested too deeply (expected a list of strings or objects)"
+        ) from None
     if not isinstance(data, list):
         raise UsageError(
             f"{name}: JSON documents must be a list of strings or objects, got {_kind(data)}"
@@ -256,6 +259,8 @@ def _json_lines(text: str, name: str) -> Documents:
                 f"{name}: line {number} is not valid JSON (column {exc.colno}: {exc.msg}); "
                 "for one document per line, use --format lines"
             ) from None
+        except RecursionError:  # CPython's parser gives up on very deep nesting
+            raise UsageError(f"{name}: line {number}: JSON nested too deeply") from None
         lines.append(number)
     texts, fields = _documents_of(items, name, "line {}", lines)
     return Documents(texts, lines, fields)
@@ -332,7 +337,13 @@ def write_json(
     out.write("\n")
 
 
-def write_table(results: Sequence[RerankResult], documents: Documents, out: TextIO) -> None:
+def write_table(
+    results: Sequence[RerankResult],
+    documents: Documents,
+    out: TextIO,
+    *,
+    rank_score: bool = False,  # the table shows P(yes); the order is the rank score's
+) -> None:
     with_lines = documents.lines is not None
     out.write(f"{'rank':>4}  {'score':>7}  {'index':>5}  " + ("line  " if with_lines else ""))
     out.write("document\n")

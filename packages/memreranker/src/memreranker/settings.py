@@ -254,6 +254,18 @@ class RerankerSettings(BaseModel):
             raise ValueError(f"recency_half_life must be positive, got {value}")
         return value
 
+    @field_validator("api_key")
+    @classmethod
+    def _check_api_key(cls, key: SecretStr | None) -> SecretStr | None:
+        # The key goes into an HTTP header: a character outside ASCII would fail every call
+        # with an encoding error whose chained cause quotes "Bearer <key>". Never echo it.
+        if key is not None and not key.get_secret_value().isascii():
+            raise ValueError(
+                "api_key must be ASCII text (it is sent in an HTTP header); the key given has "
+                "a character outside ASCII (the key is not shown)"
+            )
+        return key
+
     @model_validator(mode="after")
     def _check_prompt_format(self) -> RerankerSettings:
         if self.prompt_format is not None and self.backend not in SERVED_BACKENDS:

@@ -44,12 +44,18 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
             Never applied on fallback, whose scores are unknown rather than low.
         keep_retrieval_score: Copy the first-stage score to
             ``metadata["retrieval_score"]`` of the returned nodes.
+        metadata_mode: Which of a node's metadata is scored with its text:
+            ``MetadataMode.EMBED`` (the default, what the embedding saw in a vector index),
+            or ``MetadataMode.NONE`` for the text alone. A ``VectorMemoryBlock`` of
+            ``llama_index.core.memory.Memory`` embeds its nodes' text alone and gives them
+            only a ``session_id`` metadata key: use ``MetadataMode.NONE`` there (see the
+            README, "Agent memory").
         **settings: Any field of :class:`memreranker.RerankerSettings`.
 
     ``document_template`` renders each node's content (without metadata) with its
-    ``metadata`` as fields; unset, the text scored is ``get_content(MetadataMode.EMBED)`` as
-    LlamaIndex embeds it. With ``recency_weight`` set nodes are sorted by
-    ``metadata["rank_score"]`` and ``score`` stays P(yes).
+    ``metadata`` as fields; unset, the text scored is ``get_content(metadata_mode)``
+    (``MetadataMode.EMBED`` by default, as LlamaIndex embeds it). With ``recency_weight``
+    set nodes are sorted by ``metadata["rank_score"]`` and ``score`` stays P(yes).
 
     Returns new ``NodeWithScore`` objects holding deep copies of the nodes (metadata and
     relationships share nothing mutable with the input), ``score`` set to the rerank score;
@@ -62,6 +68,10 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
     keep_retrieval_score: bool = Field(
         default=False,
         description='Keep the first-stage score in metadata["retrieval_score"].',
+    )
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.EMBED,
+        description="The metadata scored with a node's text (NONE: the text alone).",
     )
 
     @classmethod
@@ -150,9 +160,9 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         return NodeWithScore(node=node, score=result.score)
 
     def _texts(self, nodes: list[NodeWithScore]) -> list[str]:
-        # Unset template: LlamaIndex's own convention, the metadata the node lets embeddings
-        # see, rendered by its metadata_template. Set: the template renders the fields.
-        mode = MetadataMode.EMBED if self.document_template is None else MetadataMode.NONE
+        # Unset template: metadata_mode (default EMBED: LlamaIndex's own convention, what the
+        # embedding saw). Set: the text alone, the template renders the fields.
+        mode = self.metadata_mode if self.document_template is None else MetadataMode.NONE
         return [n.node.get_content(metadata_mode=mode) for n in nodes]
 
 
