@@ -10,7 +10,15 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 from memreranker.document_template import DEFAULT_DATE_FIELDS, check_document_template
 from memreranker.sealed import SealedSecret, seal
@@ -253,6 +261,11 @@ class RerankerSettings(BaseModel):
         if value <= timedelta(0):
             raise ValueError(f"recency_half_life must be positive, got {value}")
         return value
+
+    @field_serializer("recency_half_life")
+    def _half_life_seconds(self, value: timedelta) -> float:
+        # Dumped as seconds (what it also accepts), so that dumps are plain JSON everywhere.
+        return value.total_seconds()
 
     @field_validator("api_key")
     @classmethod
