@@ -91,8 +91,8 @@ def test_template_type_and_recency_settings_are_checked() -> None:
             MemReranker("vllm", base_url="http://127.0.0.1:1", **bad)
     with pytest.raises(ValueError, match="date_fields"):
         MemReranker("vllm", base_url="http://127.0.0.1:1", date_fields="created_at")
-    settings = MemReranker("vllm", base_url="http://x", recency_half_life=3600).settings
-    assert settings.recency_half_life == timedelta(hours=1)
+    settings = MemReranker("vllm", base_url="http://x", recency_half_life=timedelta(hours=1))
+    assert settings.settings.recency_half_life == 3600.0
 
 
 def test_sent_text_is_the_rendered_memory_and_the_query_is_untouched(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import numbers
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
 
@@ -308,7 +308,7 @@ class MemReranker:
             recency(
                 None if fields is None else fields[i],
                 now=moment,
-                half_life=settings.recency_half_life,
+                half_life=timedelta(seconds=settings.recency_half_life),
                 date_fields=settings.date_fields,
             )
             for i in range(len(docs))

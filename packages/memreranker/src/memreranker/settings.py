@@ -15,7 +15,6 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
-    field_serializer,
     field_validator,
     model_validator,
 )
@@ -150,9 +149,11 @@ class RerankerSettings(BaseModel):
         "without a date has recency 0), exposed as rank_score; score stays P(yes) and "
         "score_threshold applies to it. 0 (default): off, order by P(yes) alone.",
     )
-    recency_half_life: timedelta = Field(
-        default=timedelta(days=7),
-        description="Age at which recency halves: a timedelta, or seconds (default 7 days).",
+    recency_half_life: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="Age at which recency halves, in seconds (a timedelta is accepted too); "
+        "default 7 days.",
     )
 
     # HTTP services.
@@ -255,17 +256,16 @@ class RerankerSettings(BaseModel):
             raise ValueError("date_fields must be a list of field names, not one string")
         return value
 
-    @field_validator("recency_half_life")
+    @field_validator("recency_half_life", mode="before")
     @classmethod
-    def _check_half_life(cls, value: timedelta) -> timedelta:
-        if value <= timedelta(0):
-            raise ValueError(f"recency_half_life must be positive, got {value}")
+    def _half_life_seconds(cls, value: Any) -> Any:
+        # Kept as seconds, a plain float: every serialisation of the settings (LangChain's
+        # dumps, LlamaIndex's to_dict, mem0's config) stays plain JSON.
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        if isinstance(value, bool):
+            raise ValueError("recency_half_life must be seconds or a timedelta, not a bool")
         return value
-
-    @field_serializer("recency_half_life")
-    def _half_life_seconds(self, value: timedelta) -> float:
-        # Dumped as seconds (what it also accepts), so that dumps are plain JSON everywhere.
-        return value.total_seconds()
 
     @field_validator("api_key")
     @classmethod
