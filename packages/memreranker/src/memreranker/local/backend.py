@@ -8,7 +8,13 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from memreranker.errors import InferenceError, InputTooLongError, MemRerankerError, ModelLoadError
+from memreranker.errors import (
+    InferenceError,
+    InputTooLongError,
+    InstructionTooLongError,
+    MemRerankerError,
+    ModelLoadError,
+)
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
 from memreranker.settings import RerankerSettings
@@ -80,7 +86,7 @@ class LocalBackend:
         with self._run_lock:
             try:
                 scores = engine.score(query, documents, instruction, progress=progress)
-            except InputTooLongError:  # a caller mistake (truncate=False), not an outage
+            except (InputTooLongError, InstructionTooLongError):  # the caller's text, typed
                 raise
             except Exception as exc:
                 raise InferenceError(f"{type(exc).__name__}: {exc}") from exc

@@ -25,8 +25,8 @@ from memreranker.document_template import RenderedText
 from memreranker.errors import InputTooLongError, ModelLoadError
 from memreranker.local.checkpoint import (
     Checkpoint,
-    check_head_is_stored,
     check_tokenizer,
+    check_weights_are_stored,
     checkpoint_file,
 )
 from memreranker.local.loading import LoadedModel, resolve_device, resolve_dtype
@@ -77,8 +77,8 @@ def load_cross_encoder(
     MemReranker checkpoint has them.
 
     Raises:
-        ModelLoadError: sentence-transformers is missing or too old, the weights lack the
-            scoring head, the tokenizer is missing, or loading fails.
+        ModelLoadError: sentence-transformers is missing or too old, the weights lack a
+            parameter (the scoring head, a layer), the tokenizer is missing, or loading fails.
     """
     try:
         import sentence_transformers
@@ -121,7 +121,7 @@ def load_cross_encoder(
     hf_model = model.model
     if hf_model is None:
         raise ModelLoadError(f"{name!r}: sentence-transformers loaded no transformers model")
-    check_head_is_stored(hf_model, name)
+    check_weights_are_stored(hf_model, name)
     if checkpoint.kind == "yes_no":
         _check_logit_score(model, name)
     elif getattr(hf_model.config, "num_labels", 1) != 1 or model.num_labels != 1:

@@ -12,6 +12,7 @@ from typing import Protocol
 import torch
 
 from memreranker.document_template import RenderedText
+from memreranker.errors import InstructionTooLongError
 from memreranker.local.loading import LoadedModel
 from memreranker.local.prompt import format_body
 from memreranker.local.truncation import (
@@ -91,6 +92,15 @@ class PaddedBatchEngine:
         loaded = self.loaded
         tokenizer = loaded.tokenizer
         fixed = len(tokenizer(format_body(instruction, "", ""), verbose=False)["input_ids"])
+        if fixed >= self.body_budget:
+            # Cutting the body from the right would cut the instruction and leave no query
+            # or document in any prompt: every score alike. An instruction is never cut.
+            raise InstructionTooLongError(
+                f"{loaded.name}: the instruction and the prompt take {fixed} of the "
+                f"{self.body_budget} tokens max_length={self.max_length} leaves for them, "
+                "leaving no room for the query and the document: shorten the instruction "
+                "or raise max_length"
+            )
         query = fit_query(
             tokenizer,
             query,
