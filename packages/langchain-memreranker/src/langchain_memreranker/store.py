@@ -31,7 +31,7 @@ from langgraph.store.base import (
 )
 
 from memreranker import MemReranker, RerankerSettings, RerankResult
-from memreranker.integration import adopt_settings
+from memreranker.integration import RANK_SCORE_KEY, adopt_settings, memory_options, rank_score_of
 from memreranker.memory_text import find_memory_text
 from memreranker.pool import check_candidates, pool_size
 
@@ -47,10 +47,12 @@ class RerankedSearchItem(SearchItem):
 
     ``score`` is MemReranker's P(yes) in [0, 1]; ``retrieval_score`` is the score the wrapped
     store gave the item (its vector similarity; ``None`` if it gave none). ``dict()``
-    includes both. Everything else (``value`` included) is the wrapped store's item as is.
+    includes both. With ``recency_weight`` set, ``rank_score`` is the value the results are
+    sorted by (``(1 - w) * P(yes) + w * recency``, in ``dict()`` too); ``None`` otherwise.
+    Everything else (``value`` included) is the wrapped store's item as is.
     """
 
-    __slots__ = ("retrieval_score",)
+    __slots__ = ("rank_score", "retrieval_score")
 
     def __init__(
         self,
@@ -61,13 +63,17 @@ class RerankedSearchItem(SearchItem):
         updated_at: datetime,
         score: float | None = None,
         retrieval_score: float | None = None,
+        rank_score: float | None = None,
     ) -> None:
         super().__init__(namespace, key, value, created_at, updated_at, score)
         self.retrieval_score = retrieval_score
+        self.rank_score = rank_score
 
     def dict(self) -> dict[str, Any]:
         result = super().dict()
         result["retrieval_score"] = self.retrieval_score
+        if self.rank_score is not None:
+            result[RANK_SCORE_KEY] = self.rank_score
         return result
 
 
@@ -104,7 +110,9 @@ class MemRerankStore(BaseStore):
     mixing operations makes one call of the wrapped store's ``batch`` (``abatch``) and
     answers in op order. A reranked search scores its pool in one core call and returns
     items ``offset .. offset + limit`` of the reranked order as :class:`RerankedSearchItem`
-    (``score`` = P(yes), ``retrieval_score`` = the wrapped store's score). Widening the pool
+    (``score`` = P(yes), ``retrieval_score`` = the wrapped store's score). With
+    ``document_template`` or ``recency_weight`` an item's fields are its ``value``'s keys
+    plus its ``created_at`` and ``updated_at`` (``{date}``: ``created_at``). Widening the pool
     means a search with ``refresh_ttl`` refreshes the TTL of every candidate.
 
     If scoring fails and ``on_error="fallback"`` (the default), the search answers with the
@@ -198,12 +206,16 @@ class MemRerankStore(BaseStore):
     def _score(self, op: SearchOp, pool: list[SearchItem]) -> list[RerankResult]:
         if not pool:
             return []
-        return self._core.rerank(op.query, self._texts(pool), top_n=op.offset + op.limit)
+        return self._core.rerank(
+            op.query, self._texts(pool), top_n=op.offset + op.limit, **self._fields(pool)
+        )
 
     async def _ascore(self, op: SearchOp, pool: list[SearchItem]) -> list[RerankResult]:
         if not pool:
             return []
-        return await self._core.arerank(op.query, self._texts(pool), top_n=op.offset + op.limit)
+        return await self._core.arerank(
+            op.query, self._texts(pool), top_n=op.offset + op.limit, **self._fields(pool)
+        )
 
     def _reranked(
         self, op: SearchOp, pool: list[SearchItem], results: list[RerankResult]
@@ -212,13 +224,21 @@ class MemRerankStore(BaseStore):
         if any(result.is_fallback for result in results):
             # The core warned once; the answer is the wrapped store's own for this search.
             return list(pool[window])
-        return [_scored(pool[result.index], result) for result in results[window]]
+        return [
+            _scored(pool[result.index], result, rank_score_of(self._core, result))
+            for result in results[window]
+        ]
 
     # -- the text of an item --------------------------------------------------------------
 
     def _texts(self, items: Sequence[Item]) -> list[str]:
-        # Every candidate's text comes from here (one place to add its fields later).
+        # Every candidate's text comes from here, its fields from _fields.
         return [self._item_text(item) for item in items]
+
+    def _fields(self, items: Sequence[Item]) -> dict[str, Any]:
+        """``metadata=`` for the core (``document_template``, recency): an item's ``value``
+        keys, and its ``created_at`` / ``updated_at`` (the store's, over the value's)."""
+        return memory_options(self._core, [_item_fields(item) for item in items], None)
 
     def _item_text(self, item: Item) -> str:
         if self._text_fn is not None:
@@ -241,7 +261,12 @@ def _reranks(op: Op) -> bool:
     return isinstance(op, SearchOp) and bool(op.query) and op.limit > 0
 
 
-def _scored(item: SearchItem, result: RerankResult) -> RerankedSearchItem:
+def _item_fields(item: Item) -> dict[str, Any]:
+    value = item.value if isinstance(item.value, dict) else {}
+    return {**value, "created_at": item.created_at, "updated_at": item.updated_at}
+
+
+def _scored(item: SearchItem, result: RerankResult, rank_score: float | None) -> RerankedSearchItem:
     return RerankedSearchItem(
         item.namespace,
         item.key,
@@ -250,6 +275,7 @@ def _scored(item: SearchItem, result: RerankResult) -> RerankedSearchItem:
         item.updated_at,
         score=result.score,
         retrieval_score=getattr(item, "score", None),
+        rank_score=rank_score,
     )
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
@@ -160,15 +161,66 @@ class RerankerShell(RerankerSettings):
         if self._owns_core and self._core is not None:
             self._core.close()
 
-    def _rerank_texts(self, query: str, texts: Sequence[str]) -> list[RerankResult]:
+    def _rerank_texts(
+        self,
+        query: str,
+        texts: Sequence[str],
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        now: datetime | None = None,
+    ) -> list[RerankResult]:
         return self.reranker.rerank(
-            query, texts, top_n=self.top_n, score_threshold=self.score_threshold
+            query,
+            texts,
+            top_n=self.top_n,
+            score_threshold=self.score_threshold,
+            **memory_options(self.reranker, metadata, now),
         )
 
-    async def _arerank_texts(self, query: str, texts: Sequence[str]) -> list[RerankResult]:
+    async def _arerank_texts(
+        self,
+        query: str,
+        texts: Sequence[str],
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        now: datetime | None = None,
+    ) -> list[RerankResult]:
         return await self.reranker.arerank(
-            query, texts, top_n=self.top_n, score_threshold=self.score_threshold
+            query,
+            texts,
+            top_n=self.top_n,
+            score_threshold=self.score_threshold,
+            **memory_options(self.reranker, metadata, now),
         )
+
+
+def memory_options(
+    reranker: MemReranker,
+    metadata: Sequence[Mapping[str, Any] | None] | None,
+    now: datetime | None,
+) -> dict[str, Any]:
+    """``metadata=``/``now=`` for a shell's call, only where the reranker uses them, so that
+    a shell without a template or recency calls the core exactly as before."""
+    options: dict[str, Any] = {}
+    if uses_memory_fields(reranker) and metadata is not None:
+        options["metadata"] = metadata
+    if now is not None:
+        options["now"] = now
+    return options
+
+
+def uses_memory_fields(reranker: MemReranker) -> bool:
+    """Whether a memory's fields change what ``reranker`` does (a template, or recency)."""
+    settings = reranker.settings
+    return settings.document_template is not None or bool(settings.recency_weight)
+
+
+RANK_SCORE_KEY = "rank_score"
+"""The key every surface writes a result's ``rank_score`` to (the recency-weighted order
+key), next to its P(yes) key; written only when ``recency_weight`` is set."""
+
+
+def rank_score_of(reranker: MemReranker, result: RerankResult) -> float | None:
+    """``result.rank_score`` where recency shapes the order, else ``None`` (nothing to add)."""
+    return result.rank_score if reranker.settings.recency_weight else None
 
 
 def adopt_settings(reranker: MemReranker, data: dict[str, Any]) -> dict[str, Any]:

@@ -44,8 +44,16 @@ from mem0.configs.rerankers.base import BaseRerankerConfig
 from mem0.reranker.base import BaseReranker
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from memreranker.integration import CORE_FIELDS, FALLBACK_KEY, adopt_settings, flag_fallback
-from memreranker.memory_text import memory_text
+from memreranker.integration import (
+    CORE_FIELDS,
+    FALLBACK_KEY,
+    RANK_SCORE_KEY,
+    adopt_settings,
+    flag_fallback,
+    memory_options,
+    rank_score_of,
+)
+from memreranker.memory_text import memory_fields, memory_text
 from memreranker.pool import check_candidates, pool_size
 from memreranker.reranker import MemReranker
 from memreranker.settings import RerankerSettings
@@ -65,6 +73,7 @@ SCORE_KEY = "rerank_score"
 __all__ = [
     "FALLBACK_KEY",
     "PROVIDER",
+    "RANK_SCORE_KEY",
     "SCORE_KEY",
     "MemRerankerMem0",
     "MemRerankerMem0Config",
@@ -185,16 +194,22 @@ class MemRerankerMem0(BaseReranker):
         Returns:
             New dicts (deep copies: the caller's memories are never modified) with every
             key kept and ``"rerank_score"`` added, P(yes) in [0, 1], sorted descending, ties
-            in input order. If scoring fails and ``on_error="fallback"`` (the default): the
-            memories in their original order, ``rerank_score`` 0.0 and
-            ``"rerank_fallback": True``, cut the same way, with one warning logged.
-            ``on_error="raise"`` lets the ``MemRerankerError`` out (``Memory.search`` then
-            logs it and keeps the vector-search results).
+            in input order. With ``recency_weight`` set they are sorted by
+            ``"rank_score"`` (added too: ``(1 - w) * P(yes) + w * recency``, the memory's
+            date read from its ``created_at``... see ``date_fields``); ``document_template``
+            reads the memory's keys and those of its ``"metadata"`` dict.
+            If scoring fails and ``on_error="fallback"`` (the default): the memories in
+            their original order, ``rerank_score`` 0.0 and ``"rerank_fallback": True``,
+            cut the same way, with one warning logged. ``on_error="raise"`` lets the
+            ``MemRerankerError`` out (``Memory.search`` then logs it and keeps the
+            vector-search results).
         """
         top_n = _check_top_k(top_k) or self.config.top_k
         memories = _memories(documents)
-        results = self._core.rerank(query, _texts(memories), top_n=top_n)
-        return [_scored(memories[result.index], result) for result in results]
+        results = self._core.rerank(
+            query, _texts(memories), top_n=top_n, **_fields(self._core, memories)
+        )
+        return [_scored(memories[result.index], result, self._core) for result in results]
 
     def close(self) -> None:
         """Release the core's connections or weights, if this object built it."""
@@ -260,8 +275,12 @@ def search(
     core, query, options = _pool_call(memory, query, top_k, candidates, reranker, kwargs)
     found = memory.search(query, **options)
     memories = _pool(found)
-    results = core.rerank(query, _texts(memories), top_n=top_k) if memories else []
-    return _pool_answer(found, memories, results)
+    results = (
+        core.rerank(query, _texts(memories), top_n=top_k, **_fields(core, memories))
+        if memories
+        else []
+    )
+    return _pool_answer(found, memories, results, core)
 
 
 async def asearch(
@@ -279,8 +298,12 @@ async def asearch(
         raise TypeError("memory.search is not async (a mem0.Memory): use memreranker.mem0.search")
     core, query, options = _pool_call(memory, query, top_k, candidates, reranker, kwargs)
     memories = _pool(found := await memory.search(query, **options))
-    results = await core.arerank(query, _texts(memories), top_n=top_k) if memories else []
-    return _pool_answer(found, memories, results)
+    results = (
+        await core.arerank(query, _texts(memories), top_n=top_k, **_fields(core, memories))
+        if memories
+        else []
+    )
+    return _pool_answer(found, memories, results, core)
 
 
 def _pool_call(
@@ -330,14 +353,24 @@ def _pool(found: Any) -> list[Mapping[str, Any]]:
 
 
 def _pool_answer(
-    found: Mapping[str, Any], memories: list[Mapping[str, Any]], results: list[RerankResult]
+    found: Mapping[str, Any],
+    memories: list[Mapping[str, Any]],
+    results: list[RerankResult],
+    core: MemReranker,
 ) -> dict[str, Any]:
-    return {**found, "results": [_scored(memories[result.index], result) for result in results]}
+    scored = [_scored(memories[result.index], result, core) for result in results]
+    return {**found, "results": scored}
 
 
 def _texts(memories: Sequence[Mapping[str, Any]]) -> list[str]:
-    # Every memory's text comes from here (one place to add its fields later).
+    # Every memory's text comes from here, its fields from _fields.
     return [memory_text(memory) for memory in memories]
+
+
+def _fields(core: MemReranker, memories: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``metadata=`` for the core: each memory's keys over its nested ``metadata`` (for
+    ``document_template`` and recency; nothing when the core uses neither)."""
+    return memory_options(core, [memory_fields(memory) for memory in memories], None)
 
 
 def _check_top_k(top_k: Any) -> int | None:
@@ -377,8 +410,11 @@ def _memories(documents: Any) -> list[Mapping[str, Any]]:
     return memories
 
 
-def _scored(memory: Mapping[str, Any], result: RerankResult) -> dict[str, Any]:
+def _scored(memory: Mapping[str, Any], result: RerankResult, core: MemReranker) -> dict[str, Any]:
     item = copy.deepcopy(dict(memory))  # nested metadata too: results never alias the input
     item[SCORE_KEY] = result.score
+    rank_score = rank_score_of(core, result)
+    if rank_score is not None:
+        item[RANK_SCORE_KEY] = rank_score
     flag_fallback(item, result)
     return item

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import numbers
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
 from types import TracebackType
 from typing import Any
 
 from memreranker import ranking
 from memreranker.backends import Backend, create_backend
+from memreranker.document_template import DocumentTemplate, recency, render_documents
 from memreranker.errors import InferenceError, InputTooLongError, MemRerankerError
 from memreranker.progress import Progress, ProgressOption, check_progress
 from memreranker.ranking import Scored
@@ -19,6 +21,8 @@ from memreranker.types import RerankResult
 from memreranker.validation import (
     check_documents,
     check_instruction,
+    check_metadata,
+    check_now,
     check_query,
     check_score_threshold,
     check_top_n,
@@ -91,6 +95,11 @@ class MemReranker:
         self.settings = settings
         self.fallback = fallback
         self._backend: Backend = create_backend(settings)
+        self._template = (
+            None
+            if settings.document_template is None
+            else DocumentTemplate(settings.document_template, settings.date_fields)
+        )
 
     def __reduce__(self) -> tuple[Any, tuple[RerankerSettings, MemReranker | None]]:
         # Settings, not state: the backend holds locks, pools and weights.
@@ -135,6 +144,8 @@ class MemReranker:
         instruction: str | None = None,
         score_threshold: float | None = None,
         progress: ProgressOption = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        now: datetime | None = None,
     ) -> list[RerankResult]:
         """Score ``documents`` against ``query`` and return them best first.
 
@@ -148,18 +159,26 @@ class MemReranker:
             progress: ``True`` shows a progress bar (tqdm, on stderr; none if tqdm is not
                 installed); a callable is called as ``progress(done, total)`` (documents)
                 after every scored batch. The call stays one call: all or nothing.
+            metadata: ``None``, or one dict (or ``None``) per document, aligned by index: that
+                memory's fields, for ``document_template`` (``{date}``, ``{source}``...) and
+                recency (its date, read from ``date_fields``).
+            now: The time recency is measured from (default: the current UTC time); a naive
+                datetime, like a naive memory date, is taken as UTC.
 
         Returns:
-            Results sorted by score descending, ties in input order. On failure with
-            ``on_error="fallback"``: the input order, score 0.0, ``is_fallback=True``.
+            Results sorted by score descending (by ``rank_score`` with ``recency_weight``),
+            ties in input order. On failure with ``on_error="fallback"``: the input order,
+            score 0.0, ``is_fallback=True`` (no recency reordering).
         """
-        call = _Call.start(self, query, documents, top_n, instruction, score_threshold, progress)
+        call = _Call.start(
+            self, query, documents, top_n, instruction, score_threshold, progress, metadata, now
+        )
         if call is None:
             return []
         try:
             for reranker in call.chain():
                 with call.attempt(reranker):
-                    scored = reranker._backend.score(call.query, call.docs, **call.options())
+                    scored = reranker._backend.score(call.query, call.texts, **call.options())
                     call.accept(scored)
             return call.outcome()
         finally:
@@ -174,19 +193,57 @@ class MemReranker:
         instruction: str | None = None,
         score_threshold: float | None = None,
         progress: ProgressOption = None,
+        metadata: Sequence[Mapping[str, Any] | None] | None = None,
+        now: datetime | None = None,
     ) -> list[RerankResult]:
         """Async :meth:`rerank`: same results; local inference runs off the event loop."""
-        call = _Call.start(self, query, documents, top_n, instruction, score_threshold, progress)
+        call = _Call.start(
+            self, query, documents, top_n, instruction, score_threshold, progress, metadata, now
+        )
         if call is None:
             return []
         try:
             for reranker in call.chain():
                 with call.attempt(reranker):
-                    scored = await reranker._backend.ascore(call.query, call.docs, **call.options())
+                    scored = await reranker._backend.ascore(
+                        call.query, call.texts, **call.options()
+                    )
                     call.accept(scored)
             return call.outcome()
         finally:
             call.close()
+
+    def _rank(
+        self,
+        docs: list[str],
+        scored: list[Scored],
+        top_n: int | None,
+        threshold: float | None,
+        fields: list[Mapping[str, Any] | None] | None,
+        now: datetime | None,
+    ) -> list[RerankResult]:
+        settings = self.settings
+        weight = settings.recency_weight
+        if not weight:  # off: exactly the P(yes) order of before
+            return ranking.rank(docs, scored, top_n=top_n, score_threshold=threshold)
+        moment = datetime.now(timezone.utc) if now is None else now
+        ages = [
+            recency(
+                None if fields is None else fields[i],
+                now=moment,
+                half_life=timedelta(seconds=settings.recency_half_life),
+                date_fields=settings.date_fields,
+            )
+            for i in range(len(docs))
+        ]
+        return ranking.rank(
+            docs,
+            scored,
+            top_n=top_n,
+            score_threshold=threshold,
+            recency=ages,
+            recency_weight=weight,
+        )
 
     def _instruction(self, instruction: str | None) -> str | None:
         return instruction if instruction is not None else self.settings.instruction
@@ -233,7 +290,7 @@ class _Call:
 
         for reranker in call.chain():
             with call.attempt(reranker):
-                scored = reranker._backend.score(call.query, call.docs, **call.options())
+                scored = reranker._backend.score(call.query, call.texts, **call.options())
                 call.accept(scored)
         return call.outcome()
     """
@@ -247,10 +304,16 @@ class _Call:
         instruction: str | None,
         threshold: float | None,
         progress: ProgressOption,
+        fields: list[Mapping[str, Any] | None] | None,
+        now: datetime | None,
     ) -> None:
         self.head = head
         self.query = query
         self.docs = docs
+        # What the backends score: each memory rendered by the head's document_template.
+        self.texts = render_documents(head._template, docs, fields, where=head.name)
+        self.fields = fields
+        self.now = now
         self.top_n = top_n
         self.instruction = instruction
         self.threshold = threshold
@@ -269,15 +332,19 @@ class _Call:
         instruction: Any,
         score_threshold: Any,
         progress: Any,
+        metadata: Any,
+        now: Any,
     ) -> _Call | None:
         """The call, or ``None`` for an empty list (the backends are never called)."""
         query, docs, top_n, threshold = _check(
             query, documents, top_n, instruction, score_threshold
         )
+        fields = check_metadata(metadata, len(docs))
+        now = check_now(now)
         progress = check_progress(progress)
         if not docs:
             return None
-        return cls(head, query, docs, top_n, instruction, threshold, progress)
+        return cls(head, query, docs, top_n, instruction, threshold, progress, fields, now)
 
     def chain(self) -> Iterator[MemReranker]:
         """The rerankers to try, in order, until one has scored; the progress restarts
@@ -295,7 +362,8 @@ class _Call:
         assert self.scorer is not None
         return {
             "instruction": self.scorer._instruction(self.instruction),
-            "top_n": self.top_n,
+            # With recency the best by P(yes) alone are not the best: the backend scores all.
+            "top_n": None if self.head.settings.recency_weight else self.top_n,
             "progress": None if self.reporter is None else self.reporter.advance,
         }
 
@@ -341,8 +409,8 @@ class _Call:
                     self.scorer.name,
                     _describe(self.failures),
                 )
-            return ranking.rank(
-                self.docs, self.scored, top_n=self.top_n, score_threshold=self.threshold
+            return head._rank(
+                self.docs, self.scored, self.top_n, self.threshold, self.fields, self.now
             )
         error = self.failures[-1][1]
         if head.settings.on_error == "raise":

@@ -7,6 +7,7 @@ written here and nowhere else.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import (
@@ -30,6 +31,7 @@ from memreranker.backend_table import (
     backend_spec,
 )
 from memreranker.backends.base import Backend
+from memreranker.document_template import DEFAULT_DATE_FIELDS, check_document_template
 from memreranker.sealed import SealedSecret, seal
 
 OnError = Literal["fallback", "raise"]
@@ -127,6 +129,39 @@ class RerankerSettings(BaseModel):
         description="Keep the scores of this many (model, instruction, query, document) "
         "combinations in an in-memory LRU cache, for agents that rerank the same memories "
         "repeatedly; 0 (default) disables it.",
+    )
+
+    # Memory-aware ranking (any backend): what the model reads, and opt-in recency.
+    document_template: str | None = Field(
+        default=None,
+        description="A str.format template of the text scored for each memory, over {text} "
+        "(its own text, exactly once), {date} (its date as YYYY-MM-DD, from date_fields) and "
+        'its fields by name ({source}, {speaker}...), e.g. "[{date}] {text}". A memory '
+        "lacking a field is scored as its plain text (one warning per call with the count). "
+        "Truncation cuts only the memory's own text. None (default): the plain text. The "
+        "query is never templated.",
+    )
+    date_fields: tuple[str, ...] = Field(
+        default=DEFAULT_DATE_FIELDS,
+        min_length=1,
+        description="Fields a memory's date is read from, first holding a date wins (a "
+        "datetime, a date or an ISO 8601 string): an explicit date, then mem0's and "
+        "LangGraph's created_at, then updated_at. For {date} and recency.",
+    )
+    recency_weight: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Weight w of recency in the order: results are sorted by "
+        "(1 - w) * P(yes) + w * 0.5 ** (age / recency_half_life) (age clamped at 0; a memory "
+        "without a date has recency 0), exposed as rank_score; score stays P(yes) and "
+        "score_threshold applies to it. 0 (default): off, order by P(yes) alone.",
+    )
+    recency_half_life: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="Age at which recency halves, in seconds (a timedelta is accepted too); "
+        "default 7 days.",
     )
 
     # HTTP services.
@@ -234,6 +269,28 @@ class RerankerSettings(BaseModel):
             + ", ".join(map(repr, BUILTIN_BACKENDS))
             + f" or a memreranker.Backend instance, got {type(value).__name__}"
         )
+    @field_validator("document_template", mode="before")
+    @classmethod
+    def _check_document_template(cls, value: Any) -> str | None:
+        return check_document_template(value)
+
+    @field_validator("date_fields", mode="before")
+    @classmethod
+    def _check_date_fields(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError("date_fields must be a list of field names, not one string")
+        return value
+
+    @field_validator("recency_half_life", mode="before")
+    @classmethod
+    def _half_life_seconds(cls, value: Any) -> Any:
+        # Kept as seconds, a plain float: every serialisation of the settings (LangChain's
+        # dumps, LlamaIndex's to_dict, mem0's config) stays plain JSON.
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        if isinstance(value, bool):
+            raise ValueError("recency_half_life must be seconds or a timedelta, not a bool")
+        return value
 
     @field_validator("api_key")
     @classmethod

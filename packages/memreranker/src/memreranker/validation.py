@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 
@@ -53,3 +54,30 @@ def check_instruction(instruction: Any) -> str | None:
     if instruction is not None and not isinstance(instruction, str):
         raise TypeError(f"instruction must be a str or None, got {type(instruction).__name__}")
     return instruction
+
+
+def check_metadata(metadata: Any, n_documents: int) -> list[Mapping[str, Any] | None] | None:
+    """``None``, or one Mapping (or ``None``) per document, aligned by index."""
+    if metadata is None:
+        return None
+    if isinstance(metadata, (str, bytes, Mapping)) or not isinstance(metadata, Sequence):
+        raise TypeError(
+            "metadata must be None or a sequence (a list, say) of one dict per document, "
+            f"got {type(metadata).__name__}"
+        )
+    items = list(metadata)
+    if len(items) != n_documents:
+        raise ValueError(
+            f"metadata must have one item per document: got {len(items)} for {n_documents} "
+            "document(s)"
+        )
+    for i, item in enumerate(items):
+        if item is not None and not isinstance(item, Mapping):
+            raise TypeError(f"metadata[{i}] must be a dict or None, got {type(item).__name__}")
+    return items
+
+
+def check_now(now: Any) -> datetime | None:
+    if now is not None and not isinstance(now, datetime):
+        raise TypeError(f"now must be a datetime or None, got {type(now).__name__}")
+    return now

@@ -18,7 +18,13 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from memreranker import RerankResult
-from memreranker.integration import RerankerShell, detached_copy, flag_fallback
+from memreranker.integration import (
+    RANK_SCORE_KEY,
+    RerankerShell,
+    detached_copy,
+    flag_fallback,
+    rank_score_of,
+)
 
 dispatcher = get_dispatcher(__name__)
 
@@ -50,6 +56,11 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
             only a ``session_id`` metadata key: use ``MetadataMode.NONE`` there (see the
             README, "Agent memory").
         **settings: Any field of :class:`memreranker.RerankerSettings`.
+
+    ``document_template`` renders each node's content (without metadata) with its
+    ``metadata`` as fields; unset, the text scored is ``get_content(metadata_mode)``
+    (``MetadataMode.EMBED`` by default, as LlamaIndex embeds it). With ``recency_weight``
+    set nodes are sorted by ``metadata["rank_score"]`` and ``score`` stays P(yes).
 
     Returns new ``NodeWithScore`` objects holding deep copies of the nodes (metadata and
     relationships share nothing mutable with the input), ``score`` set to the rerank score;
@@ -86,7 +97,7 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         with self.callback_manager.event(
             CBEventType.RERANKING, payload=self._payload(nodes, query)
         ) as event:
-            results = self._rerank_texts(query, _texts(nodes, self.metadata_mode))
+            results = self._rerank_texts(query, self._texts(nodes), _fields(nodes))
             return self._end(nodes, results, event)
 
     @dispatcher.span
@@ -99,7 +110,7 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         with self.callback_manager.event(
             CBEventType.RERANKING, payload=self._payload(nodes, query)
         ) as event:
-            results = await self._arerank_texts(query, _texts(nodes, self.metadata_mode))
+            results = await self._arerank_texts(query, self._texts(nodes), _fields(nodes))
             return self._end(nodes, results, event)
 
     def _event_top_n(self, nodes: list[NodeWithScore]) -> int:
@@ -144,8 +155,17 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         metadata = node.metadata
         if self.keep_retrieval_score:
             metadata[RETRIEVAL_SCORE_KEY] = original.score
+        rank_score = rank_score_of(self.reranker, result)
+        if rank_score is not None:
+            metadata[RANK_SCORE_KEY] = rank_score
         flag_fallback(metadata, result)
         return NodeWithScore(node=node, score=result.score)
+
+    def _texts(self, nodes: list[NodeWithScore]) -> list[str]:
+        # Unset template: metadata_mode (default EMBED: LlamaIndex's own convention, what the
+        # embedding saw). Set: the text alone, the template renders the fields.
+        mode = self.metadata_mode if self.document_template is None else MetadataMode.NONE
+        return [n.node.get_content(metadata_mode=mode) for n in nodes]
 
 
 def _check_nodes(nodes: Any) -> None:
@@ -157,5 +177,5 @@ def _check_nodes(nodes: Any) -> None:
             raise TypeError(f"nodes[{i}] must be a NodeWithScore, got {type(node).__name__}")
 
 
-def _texts(nodes: list[NodeWithScore], mode: MetadataMode) -> list[str]:
-    return [n.node.get_content(metadata_mode=mode) for n in nodes]
+def _fields(nodes: list[NodeWithScore]) -> list[dict[str, Any]]:
+    return [n.node.metadata for n in nodes]
