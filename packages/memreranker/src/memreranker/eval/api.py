@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any
 
+from memreranker.eval.calibration import calibrate as calibrate_run
 from memreranker.eval.dataset import Dataset
 from memreranker.eval.loading import load_dataset
 from memreranker.eval.metrics import STAT_TESTS, StatTest, ranking_metrics, threshold_f1
@@ -27,6 +28,7 @@ def evaluate(
     stat_test: StatTest = "student",
     instruction: str | None = None,
     progress: bool | EvalProgress = False,
+    calibrate: bool = False,
 ) -> Report:
     """Measure rerankers against the first-stage order of ``dataset``.
 
@@ -43,6 +45,10 @@ def evaluate(
         instruction: The ``<Instruct>`` line for every call (``None``: each reranker's own).
         progress: ``True``: a tqdm bar per reranker (on stderr); a callable gets
             ``(name, done, total)`` in pairs. Fed by the core during each call.
+        calibrate: Also sweep each reranker's threshold over every score it gave and
+            report the F1-best one (:class:`~memreranker.eval.calibration.Calibration`:
+            precision, recall, F1 pooled as the F1 column, the share of queries left with no
+            memory at or above it; per category for LOCOMO) in ``SystemResult.calibration``.
 
     Returns:
         The :class:`Report`: ``first-stage`` first, then the rerankers in the given order.
@@ -59,6 +65,8 @@ def evaluate(
         raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
     if stat_test not in STAT_TESTS:
         raise ValueError(f"stat_test must be one of {sorted(STAT_TESTS)}, got {stat_test!r}")
+    if not isinstance(calibrate, bool):
+        raise TypeError(f"calibrate must be a bool, got {type(calibrate).__name__}")
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
     named = _named(rerankers)
@@ -88,7 +96,7 @@ def evaluate(
     specs = {BASELINE: None, **{name: r.name for name, r in systems}}
     rows = {
         run.name: _row(dataset, run, metrics[run.name], p_values.get(run.name, {}),
-                       specs[run.name], threshold)
+                       specs[run.name], threshold, calibrate)
         for run in runs
     }
     return Report(
@@ -142,6 +150,7 @@ def _row(
     p_values: dict[str, float | None],
     spec: str | None,
     threshold: float,
+    calibrate: bool,
 ) -> SystemResult:
     metrics: dict[str, float | None] = {**ranking, "F1": threshold_f1(dataset, run, threshold)}
     if not run.latencies:
@@ -156,6 +165,7 @@ def _row(
         median_latency_ms=1000 * statistics.median(run.latencies),
         fallback_queries=run.fallbacks,
         fallback_reasons=run.fallback_reasons,
+        calibration=calibrate_run(dataset, run) if calibrate else None,
     )
 
 

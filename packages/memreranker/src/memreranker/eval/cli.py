@@ -81,6 +81,12 @@ def register(subparsers: Subparsers) -> None:
         default=0.5,
         help="P(yes) judged relevant, for F1 (default: 0.5)",
     )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="also find each reranker's F1-best threshold (for score_threshold) by sweeping "
+        "every score it gave; with --plot, a precision/recall/F1 vs threshold figure",
+    )
     p.add_argument("--stat-test", choices=["student", "fisher"], default="student")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="also write a grouped bar chart")
@@ -126,6 +132,7 @@ def _run(args: argparse.Namespace) -> int:
                 stat_test=args.stat_test,
                 instruction=args.instruction,
                 progress=not args.no_progress,
+                calibrate=args.calibrate,
             )
         except MemRerankerError as exc:  # --on-error raise
             _say(f"{type(exc).__name__}: {exc}")
