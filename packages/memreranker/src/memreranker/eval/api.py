@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any
 
+from memreranker.document_template import check_document_template
 from memreranker.eval.calibration import calibrate as calibrate_run
 from memreranker.eval.dataset import Dataset
 from memreranker.eval.loading import load_dataset
@@ -29,6 +30,7 @@ def evaluate(
     instruction: str | None = None,
     progress: bool | EvalProgress = False,
     calibrate: bool = False,
+    document_template: str | None = None,
 ) -> Report:
     """Measure rerankers against the first-stage order of ``dataset``.
 
@@ -49,6 +51,11 @@ def evaluate(
             report the F1-best one (:class:`~memreranker.eval.calibration.Calibration`:
             precision, recall, F1 pooled as the F1 column, the share of queries left with no
             memory at or above it; per category for LOCOMO) in ``SystemResult.calibration``.
+        document_template: The ``document_template`` of the rerankers built from spec
+            strings (e.g. ``"[{date}] {text}"``: each candidate's fields, a LOCOMO turn's
+            session date among them, rendered into the text scored). A ``MemReranker`` you
+            pass uses its own setting; one with another template is a ``ValueError``.
+            Every call gets the candidates' fields as ``metadata=`` either way.
 
     Returns:
         The :class:`Report`: ``first-stage`` first, then the rerankers in the given order.
@@ -67,14 +74,27 @@ def evaluate(
         raise ValueError(f"stat_test must be one of {sorted(STAT_TESTS)}, got {stat_test!r}")
     if not isinstance(calibrate, bool):
         raise TypeError(f"calibrate must be a bool, got {type(calibrate).__name__}")
+    document_template = check_document_template(document_template)
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
     named = _named(rerankers)
+    if document_template is not None:
+        for name, item in named:
+            if isinstance(item, RerankerSpec):
+                continue
+            own = item.settings.document_template
+            if own != document_template:
+                raise ValueError(
+                    f"rerankers: {name!r} is a MemReranker with document_template={own!r}; "
+                    "document_template= applies to rerankers given as spec strings (build "
+                    "yours with MemReranker(..., document_template=...))"
+                )
+    template = {} if document_template is None else {"document_template": document_template}
     with ExitStack() as owned:
         systems: list[tuple[str, MemReranker]] = []
         for name, item in named:
             if isinstance(item, RerankerSpec):
-                reranker = item.build()
+                reranker = item.build(**template)
                 owned.callback(reranker.close)
             else:
                 reranker = item
@@ -94,9 +114,10 @@ def evaluate(
                 close()
     metrics, p_values = ranking_metrics(dataset, runs, stat_test=stat_test)
     specs = {BASELINE: None, **{name: r.name for name, r in systems}}
+    templates = {name: r.settings.document_template for name, r in systems}
     rows = {
         run.name: _row(dataset, run, metrics[run.name], p_values.get(run.name, {}),
-                       specs[run.name], threshold, calibrate)
+                       specs[run.name], threshold, calibrate, templates.get(run.name))
         for run in runs
     }
     return Report(
@@ -151,6 +172,7 @@ def _row(
     spec: str | None,
     threshold: float,
     calibrate: bool,
+    document_template: str | None,
 ) -> SystemResult:
     metrics: dict[str, float | None] = {**ranking, "F1": threshold_f1(dataset, run, threshold)}
     if not run.latencies:
@@ -166,6 +188,7 @@ def _row(
         fallback_queries=run.fallbacks,
         fallback_reasons=run.fallback_reasons,
         calibration=calibrate_run(dataset, run) if calibrate else None,
+        document_template=document_template,
     )
 
 

@@ -35,6 +35,7 @@ class SystemResult:
         fallback_reasons: Fallback reason -> number of queries.
         calibration: The F1-best threshold found by ``calibrate=True`` (``None`` without
             it, and for the baseline).
+        document_template: The reranker's ``document_template`` (``None``: plain texts).
     """
 
     name: str
@@ -46,6 +47,7 @@ class SystemResult:
     fallback_queries: int = 0
     fallback_reasons: dict[str, int] = field(default_factory=dict)
     calibration: Calibration | None = None
+    document_template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,7 @@ class Report:
                     "median_latency_ms": s.median_latency_ms,
                     "fallback_queries": s.fallback_queries,
                     "fallback_reasons": dict(s.fallback_reasons),
+                    "document_template": s.document_template,
                 }
                 for n, s in self.systems.items()
                 if s.spec is not None
@@ -165,6 +168,13 @@ class Report:
         if self.skipped:
             notes.append(
                 "Skipped: " + ", ".join(f"{n} {why}" for why, n in self.skipped.items()) + "."
+            )
+        templates = {n: s.document_template for n, s in self.systems.items() if s.document_template}
+        if templates:
+            notes.append(
+                "Documents scored as: "
+                + ", ".join(f"{n}: {t!r}" for n, t in templates.items())
+                + " (the others: their plain text)."
             )
         if calibrated:
             notes.append(
