@@ -44,15 +44,15 @@ def plot_report(report: Report, path: str | os.PathLike[str]) -> None:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(names), 4),
               frameon=False)
     if calibrations:
-        _plot_calibration(fig.add_subplot(2, 1, 2), calibrations)
+        _plot_calibration(fig.add_subplot(2, 1, 2), calibrations, names)
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=120)
 
 
-def _plot_calibration(ax: Any, calibrations: dict[str, Calibration]) -> None:
+def _plot_calibration(ax: Any, calibrations: dict[str, Calibration], names: list[str]) -> None:
     styles = (("precision", 1, ":"), ("recall", 2, "--"), ("F1", 3, "-"))
-    for k, (name, cal) in enumerate(calibrations.items()):
-        color = f"C{k}"
+    for name, cal in calibrations.items():
+        color = f"C{names.index(name)}"  # the colour of the reranker's bars above
         step = max(1, len(cal.curve) // _CURVE_POINTS)
         curve = list(cal.curve[::step])
         if cal.curve and curve[-1] != cal.curve[-1]:
