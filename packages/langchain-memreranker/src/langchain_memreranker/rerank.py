@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from langchain_core.callbacks import Callbacks
@@ -22,8 +23,14 @@ from langchain_core.load.serializable import (
 from pydantic import ConfigDict, Field
 
 from memreranker import RerankResult
-from memreranker.integration import RerankerShell, detached_copy
-from memreranker.memory_text import memory_text
+from memreranker.integration import (
+    RANK_SCORE_KEY,
+    RerankerShell,
+    detached_copy,
+    memory_options,
+    rank_score_of,
+)
+from memreranker.memory_text import memory_fields, memory_text
 
 RELEVANCE_SCORE_KEY = "relevance_score"
 """Metadata key of the score, P(yes) in [0, 1], as other LangChain rerankers write it."""
@@ -63,7 +70,10 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerShell):
 
     Results are new ``Document`` objects (same ``id``, same content, a deep copy of the
     metadata: nothing mutable is shared with the input) with
-    ``metadata["relevance_score"]``, best first. When scoring fails and ``on_error``
+    ``metadata["relevance_score"]``, best first. ``document_template`` renders each
+    document's ``page_content`` with its ``metadata`` as fields (``created_at`` for
+    ``{date}``...); with ``recency_weight`` set the order is ``metadata["rank_score"]``
+    (``relevance_score`` stays P(yes)). When scoring fails and ``on_error``
     is ``"fallback"`` (the default), the documents come back in their original order, cut
     to ``top_n``, with ``relevance_score`` 0.0 and ``metadata["rerank_fallback"] = True``,
     and the core logs one warning: the chain keeps running.
@@ -117,7 +127,8 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerShell):
         calling the backend.
         """
         texts = _document_texts(documents)
-        return _to_documents(documents, self._rerank_texts(query, texts))
+        results = self._rerank_texts(query, texts, _document_fields(documents))
+        return self._to_documents(documents, results)
 
     async def acompress_documents(
         self,
@@ -127,7 +138,8 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerShell):
     ) -> Sequence[Document]:
         """Async :meth:`compress_documents`, through the core's native ``arerank``."""
         texts = _document_texts(documents)
-        return _to_documents(documents, await self._arerank_texts(query, texts))
+        results = await self._arerank_texts(query, texts, _document_fields(documents))
+        return self._to_documents(documents, results)
 
     # -- the reranker API of other LangChain rerankers (CohereRerank.rerank) ----------
 
@@ -138,6 +150,7 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerShell):
         *,
         top_n: int | _Unset | None = _UNSET,
         score_threshold: float | _Unset | None = _UNSET,
+        now: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Score ``documents`` and return ``{"index", "relevance_score"}`` dicts, best first.
 
@@ -147,14 +160,18 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerShell):
             query: The query.
             top_n: Overrides the compressor's ``top_n`` (``None``: all).
             score_threshold: Overrides the compressor's ``score_threshold``.
+            now: The time recency is measured from (default: now, UTC).
 
         Returns:
             One dict per kept document; ``index`` points into ``documents``. Fallback
-            results (original order, score 0.0) also carry ``"rerank_fallback": True``.
+            results (original order, score 0.0) also carry ``"rerank_fallback": True``;
+            with ``recency_weight`` set, ``"rank_score"`` is the order key.
         """
         texts = _any_texts(documents)
-        results = self.reranker.rerank(query, texts, **self._call_options(top_n, score_threshold))
-        return [_to_dict(result) for result in results]
+        results = self.reranker.rerank(
+            query, texts, **self._call_options(documents, top_n, score_threshold, now)
+        )
+        return [self._to_dict(result) for result in results]
 
     async def arerank(
         self,
@@ -163,23 +180,56 @@ class MemRerank(BaseDocumentCompressor, Serializable, RerankerShell):
         *,
         top_n: int | _Unset | None = _UNSET,
         score_threshold: float | _Unset | None = _UNSET,
+        now: datetime | None = None,
     ) -> list[dict[str, Any]]:
         """Async :meth:`rerank`, through the core's native ``arerank``."""
         texts = _any_texts(documents)
         results = await self.reranker.arerank(
-            query, texts, **self._call_options(top_n, score_threshold)
+            query, texts, **self._call_options(documents, top_n, score_threshold, now)
         )
-        return [_to_dict(result) for result in results]
+        return [self._to_dict(result) for result in results]
 
     def _call_options(
-        self, top_n: int | _Unset | None, score_threshold: float | _Unset | None
+        self,
+        documents: Sequence[str | Mapping[str, Any] | Document],
+        top_n: int | _Unset | None,
+        score_threshold: float | _Unset | None,
+        now: datetime | None,
     ) -> dict[str, Any]:
         return {
             "top_n": self.top_n if top_n is _UNSET else top_n,
             "score_threshold": (
                 self.score_threshold if score_threshold is _UNSET else score_threshold
             ),
+            **memory_options(self.reranker, [_fields_of(doc) for doc in documents], now),
         }
+
+    def _to_documents(
+        self, documents: Sequence[Document], results: list[RerankResult]
+    ) -> list[Document]:
+        out = []
+        for result in results:
+            document = detached_copy(documents[result.index])  # by index, never by position
+            metadata = document.metadata
+            metadata[RELEVANCE_SCORE_KEY] = result.score
+            rank_score = rank_score_of(self.reranker, result)
+            if rank_score is not None:
+                metadata[RANK_SCORE_KEY] = rank_score
+            if result.is_fallback:
+                metadata[FALLBACK_KEY] = True
+            else:
+                metadata.pop(FALLBACK_KEY, None)  # stale flag from an earlier reranking
+            out.append(document)
+        return out
+
+    def _to_dict(self, result: RerankResult) -> dict[str, Any]:
+        item: dict[str, Any] = {"index": result.index, RELEVANCE_SCORE_KEY: result.score}
+        rank_score = rank_score_of(self.reranker, result)
+        if rank_score is not None:
+            item[RANK_SCORE_KEY] = rank_score
+        if result.is_fallback:
+            item[FALLBACK_KEY] = True
+        return item
 
 
 def _check_sequence(documents: Any) -> None:
@@ -216,22 +266,15 @@ def _text_of(doc: Any, i: int) -> str:
     raise TypeError(f"documents[{i}] must be a str, a dict or a Document, got {type(doc).__name__}")
 
 
-def _to_documents(documents: Sequence[Document], results: list[RerankResult]) -> list[Document]:
-    out = []
-    for result in results:
-        document = detached_copy(documents[result.index])  # by index, never by position
-        metadata = document.metadata
-        metadata[RELEVANCE_SCORE_KEY] = result.score
-        if result.is_fallback:
-            metadata[FALLBACK_KEY] = True
-        else:
-            metadata.pop(FALLBACK_KEY, None)  # stale flag from an earlier reranking
-        out.append(document)
-    return out
+def _document_fields(documents: Sequence[Document]) -> list[Mapping[str, Any]]:
+    return [doc.metadata for doc in documents]  # checked by _document_texts
 
 
-def _to_dict(result: RerankResult) -> dict[str, Any]:
-    item: dict[str, Any] = {"index": result.index, RELEVANCE_SCORE_KEY: result.score}
-    if result.is_fallback:
-        item[FALLBACK_KEY] = True
-    return item
+def _fields_of(doc: Any) -> Mapping[str, Any] | None:
+    """A document's fields for ``document_template`` and recency: a ``Document``'s metadata,
+    a dict's keys (and its nested ``"metadata"``, as mem0 keeps them); a string has none."""
+    if isinstance(doc, Document):
+        return doc.metadata
+    if isinstance(doc, Mapping):
+        return memory_fields(doc)
+    return None

@@ -257,7 +257,9 @@ def add_reranker_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def reranker_settings(args: argparse.Namespace) -> RerankerSettings:
+def reranker_settings(
+    args: argparse.Namespace, extra: dict[str, Any] | None = None
+) -> RerankerSettings:
     """The settings the reranker options describe; :class:`UsageError` if they are invalid.
 
     Options left out keep the settings' defaults (and the environment variables the core
@@ -277,6 +279,7 @@ def reranker_settings(args: argparse.Namespace) -> RerankerSettings:
                 f"--api-key-env: the environment variable {args.api_key_env} is not set or empty"
             )
         values["api_key"] = key
+    values.update(extra or {})
     try:
         return RerankerSettings.model_validate(values)
     except ValidationError as exc:
@@ -287,12 +290,13 @@ def reranker_settings(args: argparse.Namespace) -> RerankerSettings:
         raise UsageError(problems) from None
 
 
-def build_reranker(args: argparse.Namespace) -> MemReranker:
-    """The MemReranker the reranker options describe; :class:`UsageError` if it cannot be
-    built (invalid settings, no API key for memos, no ``--base-url`` for vllm...)."""
+def build_reranker(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> MemReranker:
+    """The MemReranker the reranker options describe (plus ``extra`` settings a command
+    adds, such as ``document_template``); :class:`UsageError` if it cannot be built (invalid
+    settings, no API key for memos, no ``--base-url`` for vllm...)."""
     from memreranker.reranker import MemReranker
 
-    settings = reranker_settings(args)
+    settings = reranker_settings(args, extra)
     try:
         return MemReranker.from_settings(settings)
     except (TypeError, ValueError) as exc:

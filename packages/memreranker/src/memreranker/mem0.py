@@ -34,8 +34,14 @@ from mem0.configs.rerankers.base import BaseRerankerConfig
 from mem0.reranker.base import BaseReranker
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from memreranker.integration import CORE_FIELDS, adopt_settings
-from memreranker.memory_text import memory_text
+from memreranker.integration import (
+    CORE_FIELDS,
+    RANK_SCORE_KEY,
+    adopt_settings,
+    memory_options,
+    rank_score_of,
+)
+from memreranker.memory_text import memory_fields, memory_text
 from memreranker.reranker import MemReranker
 from memreranker.settings import RerankerSettings
 from memreranker.types import RerankResult
@@ -55,6 +61,7 @@ FALLBACK_KEY = "rerank_fallback"
 __all__ = [
     "FALLBACK_KEY",
     "PROVIDER",
+    "RANK_SCORE_KEY",
     "SCORE_KEY",
     "MemRerankerMem0",
     "MemRerankerMem0Config",
@@ -173,7 +180,11 @@ class MemRerankerMem0(BaseReranker):
         Returns:
             New dicts (deep copies: the caller's memories are never modified) with every
             key kept and ``"rerank_score"`` added, P(yes) in [0, 1], sorted descending, ties
-            in input order. If scoring fails and ``on_error="fallback"`` (the default): the
+            in input order. With ``recency_weight`` set they are sorted by
+            ``"rank_score"`` (added too: ``(1 - w) * P(yes) + w * recency``, the memory's
+            date read from its ``created_at``... see ``date_fields``); ``document_template``
+            reads the memory's keys and those of its ``"metadata"`` dict.
+            If scoring fails and ``on_error="fallback"`` (the default): the
             memories in their original order, ``rerank_score`` 0.0 and
             ``"rerank_fallback": True``, cut the same way, with one warning logged.
             ``on_error="raise"`` lets the ``MemRerankerError`` out (``Memory.search`` then
@@ -181,8 +192,17 @@ class MemRerankerMem0(BaseReranker):
         """
         top_n = _check_top_k(top_k) or self.config.top_k
         memories = _memories(documents)
-        results = self._core.rerank(query, [memory_text(m) for m in memories], top_n=top_n)
-        return [_scored(memories[result.index], result) for result in results]
+        fields = [memory_fields(m) for m in memories]
+        results = self._core.rerank(
+            query,
+            [memory_text(m) for m in memories],
+            top_n=top_n,
+            **memory_options(self._core, fields, None),
+        )
+        return [
+            _scored(memories[result.index], result, rank_score_of(self._core, result))
+            for result in results
+        ]
 
     def close(self) -> None:
         """Release the core's connections or weights, if this object built it."""
@@ -249,9 +269,13 @@ def _memories(documents: Any) -> list[Mapping[str, Any]]:
     return memories
 
 
-def _scored(memory: Mapping[str, Any], result: RerankResult) -> dict[str, Any]:
+def _scored(
+    memory: Mapping[str, Any], result: RerankResult, rank_score: float | None
+) -> dict[str, Any]:
     item = copy.deepcopy(dict(memory))  # nested metadata too: results never alias the input
     item[SCORE_KEY] = result.score
+    if rank_score is not None:
+        item[RANK_SCORE_KEY] = rank_score
     if result.is_fallback:
         item[FALLBACK_KEY] = True
     else:

@@ -26,3 +26,14 @@ def memory_text(item: Mapping[str, Any]) -> str:
         if isinstance(value, str):
             return value
     return str(item)
+
+
+def memory_fields(item: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of one memory dict for ``document_template`` and recency: its own keys
+    (mem0: ``created_at``, ``updated_at``, ``user_id``...) over those of its nested
+    ``"metadata"`` dict (what the caller stored with it), so a ``{source}`` kept in mem0's
+    metadata renders like a top-level one, and mem0's own keys win a clash."""
+    nested = item.get("metadata")
+    fields = dict(nested) if isinstance(nested, Mapping) else {}
+    fields.update((key, value) for key, value in item.items() if key != "metadata")
+    return fields

@@ -21,14 +21,20 @@ from memreranker.cli import (
     positive_int,
     probability,
 )
+from memreranker.memory_text import TEXT_KEYS, memory_fields
 from memreranker.types import RerankResult
 
 DESCRIPTION = """\
 Score documents against a query and print them best first: a table, or JSON with --json.
 
-Documents come from --documents FILE (or stdin, "-"): a JSON list of strings, or one
-document per line (blank lines are skipped). --format auto (the default) reads a file
-whose first character is "[" as JSON; use --format lines for lines that start with "[".
+Documents come from --documents FILE (or stdin, "-"): a JSON list, JSON Lines (one JSON
+value per line), or one document per line (blank lines are skipped). In JSON and JSON
+Lines a document is a string or an object {"text": ..., other fields} (the text is read
+from "memory", "text" or "content", as mem0 does); --document-template renders its fields
+("[{date}] {text}": the date from "date", "created_at" or "updated_at"), and
+--recency-weight ranks recent ones higher. --format auto (the default) reads a file whose
+first character is "[" as JSON and "{" as JSON Lines; use --format lines for text lines
+that start with "[" or "{".
 
 "index" counts documents from 0, in input order: with one document per line it is not the
 line number, which the table's "line" column and the JSON's "line" field give (1-based;
@@ -46,6 +52,8 @@ class Documents:
 
     texts: list[str]
     lines: list[int] | None
+    fields: list[dict[str, Any] | None] | None = None
+    """Each document's fields (objects of JSON input); ``None`` when all are strings."""
 
 
 def register(subparsers: Subparsers) -> None:
@@ -65,7 +73,7 @@ def register(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--format",
-        choices=["auto", "json", "lines"],
+        choices=["auto", "json", "jsonl", "lines"],
         default="auto",
         help="how to read the documents (default: auto, see above)",
     )
@@ -82,6 +90,28 @@ def register(subparsers: Subparsers) -> None:
         default=None,
         metavar="P",
         help="drop documents scoring below P, in [0, 1] (never applied to a fallback)",
+    )
+    parser.add_argument(
+        "--document-template",
+        default=None,
+        metavar="TEMPLATE",
+        help='text scored for each document, e.g. "[{date}] {text}": {text}, {date} '
+        "(YYYY-MM-DD) and the fields of object documents (default: the text alone)",
+    )
+    parser.add_argument(
+        "--recency-weight",
+        type=float,
+        default=None,
+        metavar="W",
+        help="in [0, 1): rank by (1 - W) * score + W * 0.5^(age / half-life), the age from "
+        "the documents' dates (default: 0, off); score stays P(yes)",
+    )
+    parser.add_argument(
+        "--recency-half-life",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="age at which recency halves, in seconds (default: 7 days)",
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     shown = parser.add_mutually_exclusive_group()
@@ -106,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.query.strip():
         raise UsageError("--query must not be empty")
     documents = read_documents(args.documents, args.format)
-    reranker = build_reranker(args)
+    reranker = build_reranker(args, memory_settings(args))
     progress = args.progress if args.progress is not None else _is_terminal(sys.stderr)
     if args.progress and importlib.util.find_spec("tqdm") is None:
         sys.stderr.write(
@@ -126,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 top_n=args.top_n,
                 score_threshold=args.score_threshold,
                 progress=progress,
+                metadata=documents.fields,
             )
         except MemRerankerError as exc:  # --on-error raise
             sys.stderr.write(f"memreranker: {type(exc).__name__}: {one_line(exc, 1000)}\n")
@@ -133,11 +164,17 @@ def run(args: argparse.Namespace) -> int:
         except (TypeError, ValueError) as exc:  # caller mistakes, InputTooLongError included
             raise UsageError(one_line(exc, 1000)) from None
     if args.json:
-        write_json(results, documents, sys.stdout)
+        write_json(results, documents, sys.stdout, rank_score=bool(args.recency_weight))
     else:
         write_table(results, documents, sys.stdout)
     # All or nothing: one fallback result means the whole call fell back.
     return ExitStatus.FALLBACK if any(r.is_fallback for r in results) else ExitStatus.OK
+
+
+def memory_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings of --document-template and the recency options, where given."""
+    names = ("document_template", "recency_weight", "recency_half_life")
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 
 def read_documents(source: str, fmt: str = "auto") -> Documents:
@@ -176,7 +213,10 @@ def parse_documents(text: str, fmt: str = "auto", *, name: str = "input") -> Doc
     """A JSON list of strings (``fmt="json"``, or ``"auto"`` with a leading ``[``), else one
     document per non-blank line, with its line number."""
     if fmt == "json" or (fmt == "auto" and text.lstrip().startswith("[")):
-        return Documents(_json_list(text, name), None)
+        texts, fields = _documents_of(_json_list(text, name), name, "item {} of the JSON list")
+        return Documents(texts, None, fields)
+    if fmt == "jsonl" or (fmt == "auto" and text.lstrip().startswith("{")):
+        return _json_lines(text, name)
     texts: list[str] = []
     lines: list[int] = []
     for number, line in enumerate(text.split("\n"), 1):
@@ -197,11 +237,54 @@ def _json_list(text: str, name: str) -> list[str]:
             f"{hint}"
         ) from None
     if not isinstance(data, list):
-        raise UsageError(f"{name}: JSON documents must be a list of strings, got {_kind(data)}")
-    for i, item in enumerate(data):
-        if not isinstance(item, str):
-            raise UsageError(f"{name}: item {i} of the JSON list is {_kind(item)}, not a string")
+        raise UsageError(
+            f"{name}: JSON documents must be a list of strings or objects, got {_kind(data)}"
+        )
     return data
+
+
+def _json_lines(text: str, name: str) -> Documents:
+    items: list[Any] = []
+    lines: list[int] = []
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip():
+            continue
+        try:
+            items.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise UsageError(
+                f"{name}: line {number} is not valid JSON (column {exc.colno}: {exc.msg}); "
+                "for one document per line, use --format lines"
+            ) from None
+        lines.append(number)
+    texts, fields = _documents_of(items, name, "line {}", lines)
+    return Documents(texts, lines, fields)
+
+
+def _documents_of(
+    items: list[Any], name: str, where: str, numbers: list[int] | None = None
+) -> tuple[list[str], list[dict[str, Any] | None] | None]:
+    """Texts and fields of JSON documents: strings, or objects whose text is read as mem0
+    reads a memory (``"memory"``, ``"text"``, ``"content"``) and whose keys are its fields."""
+    texts: list[str] = []
+    fields: list[dict[str, Any] | None] = []
+    for i, item in enumerate(items):
+        place = where.format(i if numbers is None else numbers[i])
+        if isinstance(item, str):
+            texts.append(item)
+            fields.append(None)
+        elif isinstance(item, dict):
+            text = next((item[k] for k in TEXT_KEYS if isinstance(item.get(k), str)), None)
+            if text is None:
+                raise UsageError(
+                    f'{name}: {place} is an object without a "text" string '
+                    '(or "memory" / "content")'
+                )
+            texts.append(text)
+            fields.append(memory_fields(item))
+        else:
+            raise UsageError(f"{name}: {place} is {_kind(item)}, not a string or an object")
+    return texts, (fields if any(f is not None for f in fields) else None)
 
 
 def _kind(value: Any) -> str:
@@ -216,24 +299,36 @@ def _is_terminal(stream: Any) -> bool:
         return False
 
 
-def rows(results: Sequence[RerankResult], documents: Documents) -> list[dict[str, Any]]:
-    """The JSON rows: rank, index, line, score, document, is_fallback, fallback_reason."""
-    return [
-        {
+def rows(
+    results: Sequence[RerankResult], documents: Documents, *, rank_score: bool = False
+) -> list[dict[str, Any]]:
+    """The JSON rows: rank, index, line, score, document, is_fallback, fallback_reason (and
+    rank_score, the order key, with recency)."""
+    out = []
+    for rank, r in enumerate(results, 1):
+        row: dict[str, Any] = {
             "rank": rank,
             "index": r.index,
             "line": None if documents.lines is None else documents.lines[r.index],
             "score": r.score,
-            "document": r.document,
-            "is_fallback": r.is_fallback,
-            "fallback_reason": r.fallback_reason,
         }
-        for rank, r in enumerate(results, 1)
-    ]
+        if rank_score:
+            row["rank_score"] = r.rank_score
+        row.update(
+            document=r.document, is_fallback=r.is_fallback, fallback_reason=r.fallback_reason
+        )
+        out.append(row)
+    return out
 
 
-def write_json(results: Sequence[RerankResult], documents: Documents, out: TextIO) -> None:
-    json.dump(rows(results, documents), out, ensure_ascii=False, indent=2)
+def write_json(
+    results: Sequence[RerankResult],
+    documents: Documents,
+    out: TextIO,
+    *,
+    rank_score: bool = False,
+) -> None:
+    json.dump(rows(results, documents, rank_score=rank_score), out, ensure_ascii=False, indent=2)
     out.write("\n")
 
 

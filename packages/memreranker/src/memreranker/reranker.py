@@ -168,10 +168,12 @@ class MemReranker:
         if not docs:
             return []
         texts = render_documents(self._template, docs, fields, where=self.name)
+        # With recency the best by P(yes) alone are not the best: the backend scores them all.
+        wanted = None if self.settings.recency_weight else top_n
         reporter = Progress.create(progress, len(docs), desc=self.name)
         failures: list[Failure] = []
         try:
-            scored = self._score_chain(query, texts, top_n, instruction, reporter, failures)
+            scored = self._score_chain(query, texts, wanted, instruction, reporter, failures)
         except MemRerankerError as exc:
             return self._recover(exc, docs, top_n, failures)
         else:
@@ -205,10 +207,12 @@ class MemReranker:
         if not docs:
             return []
         texts = render_documents(self._template, docs, fields, where=self.name)
+        # With recency the best by P(yes) alone are not the best: the backend scores them all.
+        wanted = None if self.settings.recency_weight else top_n
         reporter = Progress.create(progress, len(docs), desc=self.name)
         failures: list[Failure] = []
         try:
-            scored = await self._ascore_chain(query, texts, top_n, instruction, reporter, failures)
+            scored = await self._ascore_chain(query, texts, wanted, instruction, reporter, failures)
         except MemRerankerError as exc:
             return self._recover(exc, docs, top_n, failures)
         else:

@@ -18,7 +18,7 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from memreranker import RerankResult
-from memreranker.integration import RerankerShell, detached_copy
+from memreranker.integration import RANK_SCORE_KEY, RerankerShell, detached_copy, rank_score_of
 
 dispatcher = get_dispatcher(__name__)
 
@@ -45,6 +45,11 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         keep_retrieval_score: Copy the first-stage score to
             ``metadata["retrieval_score"]`` of the returned nodes.
         **settings: Any field of :class:`memreranker.RerankerSettings`.
+
+    ``document_template`` renders each node's content (without metadata) with its
+    ``metadata`` as fields; unset, the text scored is ``get_content(MetadataMode.EMBED)`` as
+    LlamaIndex embeds it. With ``recency_weight`` set nodes are sorted by
+    ``metadata["rank_score"]`` and ``score`` stays P(yes).
 
     Returns new ``NodeWithScore`` objects holding deep copies of the nodes (metadata and
     relationships share nothing mutable with the input), ``score`` set to the rerank score;
@@ -77,7 +82,7 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         with self.callback_manager.event(
             CBEventType.RERANKING, payload=self._payload(nodes, query)
         ) as event:
-            results = self._rerank_texts(query, _texts(nodes))
+            results = self._rerank_texts(query, self._texts(nodes), _fields(nodes))
             return self._end(nodes, results, event)
 
     @dispatcher.span
@@ -90,7 +95,7 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         with self.callback_manager.event(
             CBEventType.RERANKING, payload=self._payload(nodes, query)
         ) as event:
-            results = await self._arerank_texts(query, _texts(nodes))
+            results = await self._arerank_texts(query, self._texts(nodes), _fields(nodes))
             return self._end(nodes, results, event)
 
     def _event_top_n(self, nodes: list[NodeWithScore]) -> int:
@@ -135,11 +140,20 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         metadata = node.metadata
         if self.keep_retrieval_score:
             metadata[RETRIEVAL_SCORE_KEY] = original.score
+        rank_score = rank_score_of(self.reranker, result)
+        if rank_score is not None:
+            metadata[RANK_SCORE_KEY] = rank_score
         if result.is_fallback:
             metadata[FALLBACK_KEY] = True
         else:
             metadata.pop(FALLBACK_KEY, None)  # stale flag from an earlier reranking
         return NodeWithScore(node=node, score=result.score)
+
+    def _texts(self, nodes: list[NodeWithScore]) -> list[str]:
+        # Unset template: LlamaIndex's own convention, the metadata the node lets embeddings
+        # see, rendered by its metadata_template. Set: the template renders the fields.
+        mode = MetadataMode.EMBED if self.document_template is None else MetadataMode.NONE
+        return [n.node.get_content(metadata_mode=mode) for n in nodes]
 
 
 def _check_nodes(nodes: Any) -> None:
@@ -151,5 +165,5 @@ def _check_nodes(nodes: Any) -> None:
             raise TypeError(f"nodes[{i}] must be a NodeWithScore, got {type(node).__name__}")
 
 
-def _texts(nodes: list[NodeWithScore]) -> list[str]:
-    return [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+def _fields(nodes: list[NodeWithScore]) -> list[dict[str, Any]]:
+    return [n.node.metadata for n in nodes]

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from memreranker.document_template import RenderedText, fixed_parts
 from memreranker.errors import InputTooLongError
 from memreranker.ranking import Scored
 from memreranker.settings import RerankerSettings
@@ -115,8 +116,19 @@ def fit_inputs(
             long[:10],
         )
         for i in long:
-            docs[i] = truncate_text(docs[i], document_room)
+            docs[i] = truncate_document(docs[i], document_room)
     return query, docs
+
+
+def truncate_document(document: str, max_tokens: int) -> str:
+    """``document`` cut to fit ``max_tokens``: a rendered ``document_template`` loses the end
+    of the memory's own text only, its date and template parts stay whole (unless they alone
+    are over the limit: then the whole string is cut, as a plain document is)."""
+    head, text, tail = fixed_parts(document)
+    room = max_tokens - estimate_tokens(head) - estimate_tokens(tail)
+    if isinstance(document, RenderedText) and room >= 0:
+        return document.with_text(truncate_text(text, room))
+    return truncate_text(document, max_tokens)
 
 
 def plan_batches(documents: Sequence[str], limits: Limits) -> list[range]:

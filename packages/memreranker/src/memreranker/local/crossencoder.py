@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 
+from memreranker.document_template import RenderedText
 from memreranker.errors import InputTooLongError, ModelLoadError
 from memreranker.local.checkpoint import (
     Checkpoint,
@@ -30,6 +31,7 @@ from memreranker.local.checkpoint import (
 )
 from memreranker.local.loading import LoadedModel, resolve_device, resolve_dtype
 from memreranker.local.prompt import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_body
+from memreranker.local.truncation import cut_memory_text
 from memreranker.progress import Advance
 
 logger = logging.getLogger("memreranker")
@@ -223,6 +225,7 @@ class CrossEncoderEngine:
         slot: dict[str, int] = {}
         index = [slot.setdefault(doc, len(slot)) for doc in documents]
         unique = list(slot)
+        cut = self._fit_rendered(query, unique, prompt)
         # CrossEncoder.predict's order: longest first by characters, so batches pad little.
         order = sorted(range(len(unique)), key=lambda i: -(len(query) + len(unique[i])))
         scores = [0.0] * len(unique)
@@ -235,7 +238,10 @@ class CrossEncoderEngine:
                 features = model.preprocess([(query, unique[i]) for i in rows], prompt=prompt)
                 mask = features.get("attention_mask")
                 if limit is not None and isinstance(mask, torch.Tensor):
-                    full += int((mask.sum(dim=-1) >= limit).sum())
+                    reached = (mask.sum(dim=-1) >= limit).tolist()
+                    full += sum(
+                        1 for i, hit in zip(rows, reached, strict=True) if hit and i not in cut
+                    )
                     if full and not self.truncate:
                         raise InputTooLongError(
                             f"{self.checkpoint_name}: a query and document pair reaches "
@@ -248,6 +254,7 @@ class CrossEncoderEngine:
                     scores[i] = p
                 if progress is not None:
                     progress(len(rows))
+        full += len(cut)
         if full:
             logger.warning(
                 "%s: %d of %d document(s) filled max_length=%d tokens with the query: "
@@ -258,6 +265,40 @@ class CrossEncoderEngine:
                 limit,
             )
         return [scores[i] for i in index]
+
+    def _fit_rendered(self, query: str, documents: list[str], prompt: str | None) -> set[int]:
+        """Cut, in place, the ``document_template`` renderings whose pair is over
+        ``max_length`` in the memory's own text, so that sentence-transformers' own cut
+        (from the right) never reaches the date or the template after the text. Returns
+        the indices cut. Only renderings with a part after the text need it."""
+        limit = self.max_length
+        todo = [i for i, doc in enumerate(documents) if isinstance(doc, RenderedText) and doc.tail]
+        cut: set[int] = set()
+        if limit is None or not todo:
+            return cut
+        model = self.model
+
+        def over(doc: str) -> int:
+            features = model.preprocess([(query, doc)], prompt=prompt)
+            return int(features["attention_mask"].sum()) - limit
+
+        model.max_seq_length = 1 << 20  # count the untruncated pair
+        try:
+            for i in todo:
+                if over(documents[i]) <= 0:
+                    continue
+                if not self.truncate:
+                    raise InputTooLongError(
+                        f"{self.checkpoint_name}: a query and document pair is over "
+                        f"max_length={limit} tokens; shorten it or set truncate=True"
+                    )
+                fitted = cut_memory_text(model.tokenizer, documents[i], over)
+                if fitted is not None:
+                    documents[i] = fitted
+                    cut.add(i)
+        finally:
+            model.max_seq_length = limit
+        return cut
 
 
 # Probe pairs for recognising a checkpoint that renders the model card's prompt.

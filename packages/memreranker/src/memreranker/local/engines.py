@@ -11,9 +11,15 @@ from typing import Protocol
 
 import torch
 
+from memreranker.document_template import RenderedText
 from memreranker.local.loading import LoadedModel
 from memreranker.local.prompt import format_body
-from memreranker.local.truncation import fit_query, query_budget, report_truncated_documents
+from memreranker.local.truncation import (
+    cut_memory_text,
+    fit_query,
+    query_budget,
+    report_truncated_documents,
+)
 from memreranker.progress import Advance
 
 
@@ -106,9 +112,34 @@ class PaddedBatchEngine:
                 truncate=self.truncate,
                 where=loaded.name,
             )
-            for i, ids in zip(cut, self._truncated([bodies[i] for i in cut]), strict=True):
-                encoded[i] = ids
+            plain = []
+            for i in cut:
+                fitted = self._fit_rendered(instruction, query, documents[i])
+                if fitted is None:
+                    plain.append(i)
+                else:
+                    encoded[i] = fitted
+            if plain:
+                truncated = self._truncated([bodies[i] for i in plain])
+                for i, ids in zip(plain, truncated, strict=True):
+                    encoded[i] = ids
         return [loaded.prefix_ids + ids + loaded.suffix_ids for ids in encoded]
+
+    def _fit_rendered(self, instruction: str | None, query: str, document: str) -> list[int] | None:
+        """Body ids of a ``document_template`` rendering cut in the memory's own text only,
+        or ``None`` for a plain document (the card's own cut applies)."""
+        if not isinstance(document, RenderedText):
+            return None
+        tokenizer = self.loaded.tokenizer
+
+        def ids(doc: str) -> list[int]:
+            out: list[int] = tokenizer(format_body(instruction, query, doc), verbose=False)[
+                "input_ids"
+            ]
+            return out
+
+        fitted = cut_memory_text(tokenizer, document, lambda d: len(ids(d)) - self.body_budget)
+        return None if fitted is None else ids(fitted)
 
     def _truncated(self, bodies: list[str]) -> list[list[int]]:
         """The card's own call, for the few bodies that need cutting."""

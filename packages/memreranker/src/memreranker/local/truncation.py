@@ -13,7 +13,10 @@ gets a budget instead, and documents keep the rest:
   ``truncate=False``;
 * a **document** that does not fit in what is left is cut from the right, as the card does,
   with one warning per call saying how many were cut (or ``InputTooLongError`` with
-  ``truncate=False``).
+  ``truncate=False``). A document rendered through ``document_template`` (a
+  :class:`~memreranker.document_template.RenderedText`) loses the end of the memory's own
+  text instead, so that its date and the template's other parts stay whole
+  (:func:`cut_memory_text`).
 
 Pure functions over a Hugging Face tokenizer (no torch), for any local engine to call.
 """
@@ -21,9 +24,10 @@ Pure functions over a Hugging Face tokenizer (no torch), for any local engine to
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from memreranker.document_template import RenderedText
 from memreranker.errors import InputTooLongError
 
 logger = logging.getLogger("memreranker")
@@ -96,3 +100,39 @@ def report_truncated_documents(
         max_length,
         shown,
     )
+
+
+def cut_memory_text(
+    tokenizer: Any, document: RenderedText, over: Callable[[str], int]
+) -> RenderedText | None:
+    """``document`` with the end of its own text cut until ``over(candidate)`` (tokens over
+    the budget) is at most 0; ``None`` when even an empty text is over (the template's fixed
+    parts alone do not fit: the caller then cuts the whole string)."""
+    if over(document.with_text("")) > 0:
+        return None
+    text = document.text
+    fast = bool(getattr(tokenizer, "is_fast", False))
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=fast, verbose=False)
+    ids = encoded["input_ids"]
+
+    def prefix(keep: int) -> str:
+        if keep <= 0:
+            return ""
+        if fast:
+            return text[: encoded["offset_mapping"][keep - 1][1]]
+        return str(tokenizer.decode(ids[:keep]))
+
+    keep = len(ids)
+    candidate = document
+    # Tokens do not add up exactly across the cut (merges), so a few rounds may be needed;
+    # each drops at least one token, and an empty text is known to fit.
+    for _ in range(8):
+        excess = over(candidate)
+        if excess <= 0:
+            return candidate
+        keep = max(0, keep - excess)
+        candidate = document.with_text(prefix(keep))
+    while keep > 0 and over(candidate) > 0:
+        keep -= 1
+        candidate = document.with_text(prefix(keep))
+    return candidate
