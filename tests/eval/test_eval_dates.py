@@ -70,14 +70,17 @@ def test_jsonl_documents_may_be_objects_with_fields(tmp_path: Path) -> None:
     docs = [
         "User drinks green tea.",
         {"text": "User quit coffee.", "date": "2026-10-01", "source": "chat"},
-        {"text": "User likes espresso.", "created_at": "2025-01-02T08:00:00+00:00"},
+        # a mem0 memory as exported: its text in "memory", the caller's fields in "metadata"
+        {"memory": "User likes espresso.", "created_at": "2025-01-02T08:00:00+00:00",
+         "metadata": {"source": "mem0"}},
     ]
     path.write_text(json.dumps({"query": "drink?", "documents": docs, "relevant": [1]}) + "\n")
     [q] = load_dataset(path).queries
     assert q.documents == ("User drinks green tea.", "User quit coffee.", "User likes espresso.")
     assert q.metadata == (
-        None, {"date": "2026-10-01", "source": "chat"},
-        {"created_at": "2025-01-02T08:00:00+00:00"},
+        None, {"text": "User quit coffee.", "date": "2026-10-01", "source": "chat"},
+        {"memory": "User likes espresso.", "created_at": "2025-01-02T08:00:00+00:00",
+         "source": "mem0"},
     )
     # Plain strings only: no fields at all, as before.
     path.write_text(json.dumps({"query": "q", "documents": ["a", "b"], "relevant": [0]}) + "\n")
@@ -87,7 +90,7 @@ def test_jsonl_documents_may_be_objects_with_fields(tmp_path: Path) -> None:
     [q] = load_dataset(path, first_stage="bm25", candidates=2).queries
     assert q.documents[0] == "User likes espresso." and len(q.metadata) == 2
     by_text = dict(zip(q.documents, q.metadata, strict=True))
-    assert by_text["User likes espresso."] == {"created_at": "2025-01-02T08:00:00+00:00"}
+    assert by_text["User likes espresso."]["created_at"] == "2025-01-02T08:00:00+00:00"
 
 
 @pytest.mark.parametrize("bad", [{"date": "2026-10-01"}, {"text": 3}, ["a"]])
@@ -95,7 +98,7 @@ def test_a_document_object_needs_a_text_string(tmp_path: Path, bad: object) -> N
     path = tmp_path / "data.jsonl"
     path.write_text(json.dumps({"query": "q", "documents": ["a", bad], "relevant": [0]}) + "\n")
     with pytest.raises(DatasetError, match=r':1: "documents" must be a non-empty list of '
-                       r'strings or objects with a "text" string'):
+                       r'strings or objects with a "text" string \(or "memory" / "content"\)'):
         load_dataset(path)
 
 

@@ -7,7 +7,10 @@ JSONL, one query a line::
 
 A document is a string, or an object ``{"text": str, ...}`` whose other keys are the memory's
 fields (``{"text": "Flight booked.", "date": "2026-05-14", "source": "email"}``): what a
-``document_template`` renders (``[{date}] {text}``) and recency reads the date from.
+``document_template`` renders (``[{date}] {text}``) and recency reads the date from. Objects
+are read as ``memreranker rerank`` reads them (:mod:`memreranker.memory_text`): the text is
+``"memory"``, else ``"text"``, else ``"content"`` (a mem0 memory as exported), the fields are
+the object's keys over those of a nested ``"metadata"`` object.
 ``relevant`` holds indices into ``documents``, which are in first-stage order; ``relevance``
 gives a graded label per document (for NDCG) and must agree with ``relevant`` (a label > 0
 exactly for the relevant documents). Other keys are ignored.
@@ -33,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from memreranker.eval.dataset import Dataset, DatasetError, EvalQuery
+from memreranker.memory_text import TEXT_KEYS, memory_fields, memory_text
 
 Format = Literal["auto", "jsonl", "locomo"]
 FirstStage = Literal["none", "bm25"]
@@ -157,10 +161,10 @@ def _jsonl_query(item: Any, where: str, *, default_id: str) -> EvalQuery:
     ):
         raise DatasetError(
             f'{where}: "documents" must be a non-empty list of strings or objects with a '
-            '"text" string'
+            '"text" string (or "memory" / "content")'
         )
     fields = _document_fields(documents)
-    documents = [d if isinstance(d, str) else d["text"] for d in documents]
+    documents = [d if isinstance(d, str) else memory_text(d) for d in documents]
     relevant = item.get("relevant")
     if not isinstance(relevant, list) or not all(_is_int(i) for i in relevant):
         raise DatasetError(f'{where}: "relevant" must be a list of document indices')
@@ -203,18 +207,15 @@ def _jsonl_query(item: Any, where: str, *, default_id: str) -> EvalQuery:
 
 
 def _is_document_object(value: Any) -> bool:
-    return isinstance(value, dict) and isinstance(value.get("text"), str)
+    return isinstance(value, dict) and any(isinstance(value.get(k), str) for k in TEXT_KEYS)
 
 
 def _document_fields(documents: list[Any]) -> tuple[Mapping[str, Any] | None, ...] | None:
-    """Each document's fields (its object without ``"text"``; ``None`` for a plain string),
-    or ``None`` when every document is a plain string."""
+    """Each document's fields (``None`` for a plain string), or ``None`` when every document
+    is a plain string."""
     if all(isinstance(d, str) for d in documents):
         return None
-    return tuple(
-        None if isinstance(d, str) else {k: v for k, v in d.items() if k != "text"}
-        for d in documents
-    )
+    return tuple(None if isinstance(d, str) else memory_fields(d) for d in documents)
 
 
 def parse_locomo_date(text: str) -> datetime | None:
