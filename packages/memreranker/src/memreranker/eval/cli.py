@@ -177,12 +177,12 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
     if args.sample == (args.data is not None):
         raise ValueError("give a data file or --sample (one of them)")
-    categories = _categories(args.category)
-    specs = [parse_spec(s) for s in args.reranker]  # every spec checked before any work
-    if args.document_template is not None:
+    if args.document_template is not None:  # checked before any work, as the specs
         from memreranker.document_template import check_document_template
 
         check_document_template(args.document_template)
+    categories = _categories(args.category)
+    specs = [parse_spec(s) for s in args.reranker]  # every spec checked before any work
     dataset = load_dataset(
         SAMPLE_DATA if args.sample else args.data,
         format=args.format,

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from memreranker.eval.calibration import Calibration
 from memreranker.eval.metrics import METRICS
 from memreranker.eval.report import Report
-
-_CURVE_POINTS = 2000
-"""At most this many thresholds per curve are drawn (a LOCOMO sweep has ~10^6)."""
 
 
 def plot_report(report: Report, path: str | os.PathLike[str]) -> None:
@@ -44,32 +39,35 @@ def plot_report(report: Report, path: str | os.PathLike[str]) -> None:
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(names), 4),
               frameon=False)
     if calibrations:
-        _plot_calibration(fig.add_subplot(2, 1, 2), calibrations, names)
+        ax = fig.add_subplot(2, 1, 2)
+        styles = (("precision", 1, ":"), ("recall", 2, "--"), ("F1", 3, "-"))
+        for name, cal in calibrations.items():
+            color = f"C{names.index(name)}"  # the colour of the reranker's bars above
+            step = max(1, len(cal.curve) // CURVE_POINTS)
+            curve = list(cal.curve[::step])
+            if cal.curve and curve[-1] != cal.curve[-1]:
+                curve.append(cal.curve[-1])
+            xs = [point[0] for point in curve]
+            for label, column, style in styles:
+                ax.plot(xs, [point[column] for point in curve], style, color=color,
+                        label=f"{name} {label}")
+            if cal.threshold is not None:
+                ax.axvline(cal.threshold, color=color, alpha=0.4)
+                ax.annotate(f"F1 {cal.f1:.2f} at >= {cal.threshold:.3f}",
+                            (cal.threshold, cal.f1), textcoords="offset points", xytext=(4, 4),
+                            color=color, fontsize=8)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_ylim(0.0, 1.05)
+        ax.set_xlabel("threshold (score_threshold: P(yes) at or above it is kept)")
+        ax.set_ylabel("pooled over pairs")
+        ax.set_title("calibration: precision, recall and F1 against the threshold")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, frameon=False,
+                  fontsize=8)
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=120)
 
 
-def _plot_calibration(ax: Any, calibrations: dict[str, Calibration], names: list[str]) -> None:
-    styles = (("precision", 1, ":"), ("recall", 2, "--"), ("F1", 3, "-"))
-    for name, cal in calibrations.items():
-        color = f"C{names.index(name)}"  # the colour of the reranker's bars above
-        step = max(1, len(cal.curve) // _CURVE_POINTS)
-        curve = list(cal.curve[::step])
-        if cal.curve and curve[-1] != cal.curve[-1]:
-            curve.append(cal.curve[-1])
-        xs = [point[0] for point in curve]
-        for label, column, style in styles:
-            ax.plot(xs, [point[column] for point in curve], style, color=color,
-                    label=f"{name} {label}")
-        if cal.threshold is not None:
-            ax.axvline(cal.threshold, color=color, alpha=0.4)
-            ax.annotate(f"F1 {cal.f1:.2f} at >= {cal.threshold:.3f}", (cal.threshold, cal.f1),
-                        textcoords="offset points", xytext=(4, 4), color=color, fontsize=8)
-    ax.set_xlim(0.0, 1.0)
-    ax.set_ylim(0.0, 1.05)
-    ax.set_xlabel("threshold (score_threshold: P(yes) at or above it is kept)")
-    ax.set_ylabel("pooled over pairs")
-    ax.set_title("calibration: precision, recall and F1 against the threshold")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, frameon=False,
-              fontsize=8)
+CURVE_POINTS = 2000
+"""At most about this many thresholds per calibration curve are drawn (a LOCOMO sweep has
+~10^6)."""
