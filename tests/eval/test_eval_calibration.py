@@ -83,14 +83,25 @@ def ties_dataset(tmp_path: Path) -> Path:
         "User drinks green tea every morning.",
     ]
     lines = [
-        {"id": "a", "query": "Where does the user's sister live?", "documents": docs,
-         "relevant": [0, 3]},
-        {"id": "b", "query": "Where does the user's sister live?", "documents": docs,
-         "relevant": [3]},
-        {"id": "c", "query": "What does the user drink?", "documents": docs[2:],
-         "relevant": [2]},
-        {"id": "d", "query": "What sport does the user play?", "documents": docs[1:4],
-         "relevant": [1]},
+        {
+            "id": "a",
+            "query": "Where does the user's sister live?",
+            "documents": docs,
+            "relevant": [0, 3],
+        },
+        {
+            "id": "b",
+            "query": "Where does the user's sister live?",
+            "documents": docs,
+            "relevant": [3],
+        },
+        {"id": "c", "query": "What does the user drink?", "documents": docs[2:], "relevant": [2]},
+        {
+            "id": "d",
+            "query": "What sport does the user play?",
+            "documents": docs[1:4],
+            "relevant": [1],
+        },
     ]
     path = tmp_path / "ties.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
@@ -102,10 +113,19 @@ def test_cli_calibrate_json_reports_the_best_f1_of_a_plain_sweep(
 ) -> None:
     path = ties_dataset(tmp_path)
     plot = tmp_path / "chart.png"
-    code = main([
-        "eval", str(path), "--reranker", f"served=vllm:m@{rerank_server.url}", "--calibrate",
-        "--json", "--no-progress", "--plot", str(plot),
-    ])
+    code = main(
+        [
+            "eval",
+            str(path),
+            "--reranker",
+            f"served=vllm:m@{rerank_server.url}",
+            "--calibrate",
+            "--json",
+            "--no-progress",
+            "--plot",
+            str(plot),
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     report = json.loads(out)
@@ -135,12 +155,16 @@ def test_threshold_at_a_score_counts_that_score_as_kept() -> None:
         EvalQuery("q4", "q", ("x",), ("x",), {"x": 1}, category=1),
     ]
     dataset = Dataset("hand", tuple(q), "file order")
-    run = RunResult("r", [
-        Ranking([0, 1, 2], [0.8, 0.8, 0.1]),
-        Ranking([2, 0, 1], [0.6, 0.3, 0.8]),
-        Ranking([0, 1], [0.0, 0.0], "ServiceError: down"),  # fell back: judges nothing
-        Ranking([0], [0.3]),
-    ], latencies=[0.1] * 4)
+    run = RunResult(
+        "r",
+        [
+            Ranking([0, 1, 2], [0.8, 0.8, 0.1]),
+            Ranking([2, 0, 1], [0.6, 0.3, 0.8]),
+            Ranking([0, 1], [0.0, 0.0], "ServiceError: down"),  # fell back: judges nothing
+            Ranking([0], [0.3]),
+        ],
+        latencies=[0.1] * 4,
+    )
     cal = calibrate(dataset, run)
     assert cal is not None
     # 0.8: TP 1 FP 2 FN 4; 0.6: 2/2/3; 0.3: 4/2/1 (F1 8/11); 0.1: 4/3/1 (F1 8/12)
@@ -154,16 +178,18 @@ def test_threshold_at_a_score_counts_that_score_as_kept() -> None:
     assert (two.threshold, two.f1, two.recall, two.empty_queries) == (0.3, 0.75, 1.0, 0.0)
     assert (one.threshold, one.precision, one.recall) == (0.3, 1.0, 0.5)
     assert one.f1 == pytest.approx(2 / 3) and one.empty_queries == 0.5
-    scores = [dict(zip(x.doc_ids, r.scores, strict=True)) for x, r in zip(q, run.rankings,
-                                                                            strict=True)]
+    scores = [
+        dict(zip(x.doc_ids, r.scores, strict=True)) for x, r in zip(q, run.rankings, strict=True)
+    ]
     assert_calibration_is_the_sweeps_best(
         cal.to_dict(), scores, [dict(x.relevance) for x in q], [True, True, False, True]
     )
     # No probabilities (the first stage): nothing to calibrate.
     assert calibrate(dataset, RunResult("fs", [Ranking([0], None)] * 4)) is None
     # Every call fell back: no threshold, nothing kept.
-    down = RunResult("r", [Ranking(list(range(len(x.documents))), [0.0] * len(x.documents),
-                                   "down") for x in q])
+    down = RunResult(
+        "r", [Ranking(list(range(len(x.documents))), [0.0] * len(x.documents), "down") for x in q]
+    )
     none = calibrate(dataset, down)
     assert none is not None and none.threshold is None
     assert (none.f1, none.empty_queries) == (0.0, 1.0)
@@ -174,8 +200,9 @@ def test_locomo_calibration_per_category_with_a_fallback_query(
 ) -> None:
     dataset = load_dataset(LOCOMO_SAMPLE)
     rerank_server.script(Reply(503, {"error": {"message": "overloaded"}}))
-    with MemReranker("vllm", base_url=rerank_server.url, model="m",
-                     **{**FAST, "max_retries": 0}) as rr:
+    with MemReranker(
+        "vllm", base_url=rerank_server.url, model="m", **{**FAST, "max_retries": 0}
+    ) as rr:
         report = evaluate(dataset, {"served": rr}, calibrate=True)
         scores = scored_by(rr, dataset)
     row = report.systems["served"]
@@ -190,7 +217,9 @@ def test_locomo_calibration_per_category_with_a_fallback_query(
     for c in categories:
         keep = [i for i, q in enumerate(dataset.queries) if q.category == c]
         assert_calibration_is_the_sweeps_best(
-            data["categories"][str(c)], [scores[i] for i in keep], [qrels[i] for i in keep],
+            data["categories"][str(c)],
+            [scores[i] for i in keep],
+            [qrels[i] for i in keep],
             [judged[i] for i in keep],
         )
     # Markdown: beside the F1 column, and a table with a row per category.

@@ -43,13 +43,21 @@ def test_locomo_turns_carry_their_session_date_as_fields() -> None:
     first = dataset.queries[0]
     assert first.metadata is not None and len(first.metadata) == len(first.documents)
     assert first.metadata[2] == {
-        "session": 1, "date_time": "1:56 pm on 8 May, 2023",
-        "date": datetime(2023, 5, 8, 13, 56), "speaker": "Caroline", "dia_id": "D1:3",
+        "session": 1,
+        "date_time": "1:56 pm on 8 May, 2023",
+        "date": datetime(2023, 5, 8, 13, 56),
+        "speaker": "Caroline",
+        "dia_id": "D1:3",
     }
     assert first.metadata[4]["date"] == datetime(2023, 6, 27, 10, 37)  # D2:1: session 2's
     conv_b = dataset.queries[4]
     assert [m["date"].date().isoformat() for m in conv_b.metadata] == [
-        "2023-01-20", "2023-01-20", "2023-01-29", "2023-01-29", "2023-06-14", "2023-06-14",
+        "2023-01-20",
+        "2023-01-20",
+        "2023-01-29",
+        "2023-01-29",
+        "2023-06-14",
+        "2023-06-14",
     ]  # session_10 (after session_2) has its own date, not its neighbour's
 
 
@@ -60,8 +68,12 @@ def test_a_session_without_a_readable_date_has_no_date_field() -> None:
     del conversation["session_2_date_time"]
     dataset = read_locomo(json.dumps(data))
     fields = dataset.queries[0].metadata
-    assert fields[0] == {"session": 1, "date_time": "the day after the party",
-                         "speaker": "Caroline", "dia_id": "D1:1"}
+    assert fields[0] == {
+        "session": 1,
+        "date_time": "the day after the party",
+        "speaker": "Caroline",
+        "dia_id": "D1:1",
+    }
     assert "date" not in fields[4] and "date_time" not in fields[4]
 
 
@@ -71,16 +83,23 @@ def test_jsonl_documents_may_be_objects_with_fields(tmp_path: Path) -> None:
         "User drinks green tea.",
         {"text": "User quit coffee.", "date": "2026-10-01", "source": "chat"},
         # a mem0 memory as exported: its text in "memory", the caller's fields in "metadata"
-        {"memory": "User likes espresso.", "created_at": "2025-01-02T08:00:00+00:00",
-         "metadata": {"source": "mem0"}},
+        {
+            "memory": "User likes espresso.",
+            "created_at": "2025-01-02T08:00:00+00:00",
+            "metadata": {"source": "mem0"},
+        },
     ]
     path.write_text(json.dumps({"query": "drink?", "documents": docs, "relevant": [1]}) + "\n")
     [q] = load_dataset(path).queries
     assert q.documents == ("User drinks green tea.", "User quit coffee.", "User likes espresso.")
     assert q.metadata == (
-        None, {"text": "User quit coffee.", "date": "2026-10-01", "source": "chat"},
-        {"memory": "User likes espresso.", "created_at": "2025-01-02T08:00:00+00:00",
-         "source": "mem0"},
+        None,
+        {"text": "User quit coffee.", "date": "2026-10-01", "source": "chat"},
+        {
+            "memory": "User likes espresso.",
+            "created_at": "2025-01-02T08:00:00+00:00",
+            "source": "mem0",
+        },
     )
     # Plain strings only: no fields at all, as before.
     path.write_text(json.dumps({"query": "q", "documents": ["a", "b"], "relevant": [0]}) + "\n")
@@ -97,8 +116,11 @@ def test_jsonl_documents_may_be_objects_with_fields(tmp_path: Path) -> None:
 def test_a_document_object_needs_a_text_string(tmp_path: Path, bad: object) -> None:
     path = tmp_path / "data.jsonl"
     path.write_text(json.dumps({"query": "q", "documents": ["a", bad], "relevant": [0]}) + "\n")
-    with pytest.raises(DatasetError, match=r':1: "documents" must be a non-empty list of '
-                       r'strings or objects with a "text" string \(or "memory" / "content"\)'):
+    with pytest.raises(
+        DatasetError,
+        match=r':1: "documents" must be a non-empty list of '
+        r'strings or objects with a "text" string \(or "memory" / "content"\)',
+    ):
         load_dataset(path)
 
 
@@ -108,20 +130,29 @@ def test_document_template_renders_locomo_dates_into_what_the_server_scores(
     dataset = load_dataset(LOCOMO_SAMPLE)
     q = dataset.queries[0]
     plain = MemReranker("vllm", base_url=rerank_server.url, model="m", **PLAIN)
-    dated = MemReranker("vllm", base_url=rerank_server.url, model="m", **PLAIN,
-                        document_template="[{date}] {text}")
-    legacy = MemReranker("vllm", base_url=rerank_server.url, model="m", **PLAIN,
-                         document_template="[{date_time}] {text}")
+    dated = MemReranker(
+        "vllm", base_url=rerank_server.url, model="m", **PLAIN, document_template="[{date}] {text}"
+    )
+    legacy = MemReranker(
+        "vllm",
+        base_url=rerank_server.url,
+        model="m",
+        **PLAIN,
+        document_template="[{date_time}] {text}",
+    )
     with plain, dated, legacy:
         report = evaluate(dataset, {"plain": plain, "dated": dated, "legacy": legacy})
     n = len(dataset.queries)
     sent = [r.body["documents"] for r in rerank_server.requests][::n]  # each one's first query
     assert len(sent) == 3 and len(rerank_server.requests) == 3 * n
     assert sent[0] == list(q.documents)  # no template: the plain text, as before
-    assert sent[1][2] == "[2023-05-08] Caroline: I went to a LGBTQ support group yesterday and it was so powerful."  # noqa: E501
+    assert sent[1][2] == (
+        "[2023-05-08] Caroline: I went to a LGBTQ support group yesterday and it was so powerful."
+    )
     assert sent[1][4].startswith("[2023-06-27] Caroline: ")
-    assert sent[1] == [f"[{f['date']:%Y-%m-%d}] {t}" for t, f in zip(q.documents, q.metadata,
-                                                                        strict=True)]
+    assert sent[1] == [
+        f"[{f['date']:%Y-%m-%d}] {t}" for t, f in zip(q.documents, q.metadata, strict=True)
+    ]
     # The dated text of the earlier LOCOMO reader, byte for byte.
     assert sent[2][2] == (
         "[1:56 pm on 8 May, 2023] Caroline: I went to a LGBTQ support group yesterday and it "
@@ -135,19 +166,34 @@ def test_document_template_renders_locomo_dates_into_what_the_server_scores(
 
 
 def test_cli_document_template_over_jsonl_objects(
-    capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
-    rerank_server: RerankServer, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+    rerank_server: RerankServer,
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "data.jsonl"
-    docs = [{"text": "User quit coffee.", "date": "2026-10-01", "source": "chat"},
-            {"text": "User likes espresso.", "source": "email"}]
+    docs = [
+        {"text": "User quit coffee.", "date": "2026-10-01", "source": "chat"},
+        {"text": "User likes espresso.", "source": "email"},
+    ]
     path.write_text(
-        json.dumps({"query": "drink?", "documents": docs, "relevant": [0]}) + "\n"
+        json.dumps({"query": "drink?", "documents": docs, "relevant": [0]})
+        + "\n"
         + json.dumps({"query": "sport?", "documents": ["User plays chess."], "relevant": [0]})
         + "\n"
     )
-    code = main(["eval", str(path), "--reranker", f"served=vllm:m@{rerank_server.url}",
-                 "--document-template", "{source} [{date}] {text}", "--json", "--no-progress"])
+    code = main(
+        [
+            "eval",
+            str(path),
+            "--reranker",
+            f"served=vllm:m@{rerank_server.url}",
+            "--document-template",
+            "{source} [{date}] {text}",
+            "--json",
+            "--no-progress",
+        ]
+    )
     out, err = capsys.readouterr()
     assert code == 0, err
     first, second = rerank_server.requests

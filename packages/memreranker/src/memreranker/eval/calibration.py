@@ -103,8 +103,9 @@ def _sweep(dataset: Dataset, run: RunResult) -> Calibration:
         if best is None or point[3] > best[3]:  # strict: of equal F1s, the highest score
             best = point
     if best is None:
-        return Calibration(None, 0.0, 0.0, 0.0, 1.0 if dataset.queries else 0.0,
-                           len(dataset.queries), curve=())
+        return Calibration(
+            None, 0.0, 0.0, 0.0, 1.0 if dataset.queries else 0.0, len(dataset.queries), curve=()
+        )
     threshold, precision, recall, f1 = best
     return Calibration(
         threshold=threshold,
