@@ -13,6 +13,7 @@ memreranker`` never imports this package.
 from __future__ import annotations
 
 from memreranker.eval.api import evaluate
+from memreranker.eval.calibration import Calibration
 from memreranker.eval.dataset import Dataset, DatasetError, EvalQuery
 from memreranker.eval.loading import SAMPLE_DATA, load_dataset, read_jsonl, read_locomo
 from memreranker.eval.metrics import METRICS
@@ -22,6 +23,7 @@ from memreranker.eval.specs import BASELINE, RerankerSpec, parse_spec
 
 __all__ = [
     "BASELINE",
+    "Calibration",
     "METRICS",
     "SAMPLE_DATA",
     "Dataset",

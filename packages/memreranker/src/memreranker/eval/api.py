@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from typing import Any
 
+from memreranker.document_template import check_document_template
+from memreranker.eval.calibration import calibrate as calibrate_run
 from memreranker.eval.dataset import Dataset
 from memreranker.eval.loading import load_dataset
 from memreranker.eval.metrics import STAT_TESTS, StatTest, ranking_metrics, threshold_f1
@@ -28,6 +30,8 @@ def evaluate(
     stat_test: StatTest = "student",
     instruction: str | None = None,
     progress: bool | EvalProgress = False,
+    calibrate: bool = False,
+    document_template: str | None = None,
 ) -> Report:
     """Measure rerankers against the first-stage order of ``dataset``.
 
@@ -45,6 +49,15 @@ def evaluate(
         instruction: The ``<Instruct>`` line for every call (``None``: each reranker's own).
         progress: ``True``: a tqdm bar per reranker (on stderr); a callable gets
             ``(name, done, total)`` in pairs. Fed by the core during each call.
+        calibrate: Also sweep each reranker's threshold over every score it gave and
+            report the F1-best one (:class:`~memreranker.eval.calibration.Calibration`:
+            precision, recall, F1 pooled as the F1 column, the share of queries left with no
+            memory at or above it; per category for LOCOMO) in ``SystemResult.calibration``.
+        document_template: The ``document_template`` of the rerankers built from spec
+            strings (e.g. ``"[{date}] {text}"``: each candidate's fields, a LOCOMO turn's
+            session date among them, rendered into the text scored). A ``MemReranker`` you
+            pass uses its own setting; one with another template is a ``ValueError``.
+            Every call gets the candidates' fields as ``metadata=`` either way.
 
     Returns:
         The :class:`Report`: ``first-stage`` first, then the rerankers in the given order.
@@ -61,14 +74,29 @@ def evaluate(
         raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
     if stat_test not in STAT_TESTS:
         raise ValueError(f"stat_test must be one of {sorted(STAT_TESTS)}, got {stat_test!r}")
+    if not isinstance(calibrate, bool):
+        raise TypeError(f"calibrate must be a bool, got {type(calibrate).__name__}")
+    document_template = check_document_template(document_template)
     if not isinstance(dataset, Dataset):
         dataset = load_dataset(dataset)
     named = _named(rerankers)
+    if document_template is not None:
+        for name, item in named:
+            if isinstance(item, RerankerSpec):
+                continue
+            own = item.settings.document_template
+            if own != document_template:
+                raise ValueError(
+                    f"rerankers: {name!r} is a MemReranker with document_template={own!r}; "
+                    "document_template= applies to rerankers given as spec strings (build "
+                    "yours with MemReranker(..., document_template=...))"
+                )
+    template = {} if document_template is None else {"document_template": document_template}
     with ExitStack() as owned:
         systems: list[tuple[str, MemReranker]] = []
         for name, item in named:
             if isinstance(item, RerankerSpec):
-                reranker = item.build()
+                reranker = item.build(**template)
                 owned.callback(reranker.close)
             else:
                 reranker = item
@@ -88,9 +116,10 @@ def evaluate(
                 close()
     metrics, p_values = ranking_metrics(dataset, runs, stat_test=stat_test)
     specs = {BASELINE: None, **{name: r.name for name, r in systems}}
+    templates = {name: r.settings.document_template for name, r in systems}
     rows = {
         run.name: _row(dataset, run, metrics[run.name], p_values.get(run.name, {}),
-                       specs[run.name], threshold)
+                       specs[run.name], threshold, calibrate, templates.get(run.name))
         for run in runs
     }
     return Report(
@@ -146,6 +175,8 @@ def _row(
     p_values: dict[str, float | None],
     spec: str | None,
     threshold: float,
+    calibrate: bool,
+    document_template: str | None,
 ) -> SystemResult:
     metrics: dict[str, float | None] = {**ranking, "F1": threshold_f1(dataset, run, threshold)}
     if not run.latencies:
@@ -160,6 +191,8 @@ def _row(
         median_latency_ms=1000 * statistics.median(run.latencies),
         fallback_queries=run.fallbacks,
         fallback_reasons=run.fallback_reasons,
+        calibration=calibrate_run(dataset, run) if calibrate else None,
+        document_template=document_template,
     )
 
 

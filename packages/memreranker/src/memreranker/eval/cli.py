@@ -82,10 +82,23 @@ def register(subparsers: Subparsers) -> None:
         default=0.5,
         help="P(yes) judged relevant, for F1 (default: 0.5)",
     )
+    p.add_argument(
+        "--calibrate",
+        action="store_true",
+        help="also find each reranker's F1-best threshold (for score_threshold) by sweeping "
+        "every score it gave; with --plot, a precision/recall/F1 vs threshold figure",
+    )
     p.add_argument("--stat-test", choices=["student", "fisher"], default="student")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--plot", metavar="FILE.png", help="also write a grouped bar chart")
     p.add_argument("--instruction", default=None, help="custom <Instruct> line")
+    p.add_argument(
+        "--document-template",
+        default=None,
+        metavar="TEMPLATE",
+        help='the text scored for each candidate, e.g. "[{date}] {text}": {text}, {date} '
+        "(YYYY-MM-DD; a LOCOMO turn's session date) and the candidate's fields by name",
+    )
     p.add_argument("--device", default=None, help="torch device of local rerankers")
     p.add_argument("--batch-size", type=positive_int, default=None, help="pairs per forward pass")
     p.add_argument("--timeout", type=positive_float, default=None, help="seconds per HTTP attempt")
@@ -134,6 +147,7 @@ def _run(args: argparse.Namespace) -> int:
                 stat_test=args.stat_test,
                 instruction=args.instruction,
                 progress=not args.no_progress,
+                calibrate=args.calibrate,
             )
         except MemRerankerError as exc:  # --on-error raise
             _say(f"{type(exc).__name__}: {exc}")
@@ -171,6 +185,10 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
 
     if args.sample == (args.data is not None):
         raise ValueError("give a data file or --sample (one of them)")
+    if args.document_template is not None:  # checked before any work, as the specs
+        from memreranker.document_template import check_document_template
+
+        check_document_template(args.document_template)
     categories = _categories(args.category)
     specs = [parse_spec(s) for s in args.reranker]  # every spec checked before any work
     if args.plot:
@@ -188,7 +206,7 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     if args.sample:  # not the path inside site-packages
         dataset = replace(dataset, name=f"bundled sample {SAMPLE_DATA.name}")
     options: dict[str, Any] = {"on_error": args.on_error}
-    for name in ("device", "batch_size", "timeout", "max_retries"):
+    for name in ("device", "batch_size", "timeout", "max_retries", "document_template"):
         value = getattr(args, name)
         if value is not None:
             options[name] = value

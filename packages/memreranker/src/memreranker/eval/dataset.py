@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class DatasetError(ValueError):
@@ -25,6 +26,10 @@ class EvalQuery:
             that are not among the candidates (a first stage that missed them): they still
             count in recall, MAP and NDCG, as they must.
         category: LOCOMO's question category (1-5), if any.
+        metadata: Each candidate's fields (``date``, ``speaker``, ``source``...), aligned
+            with ``documents`` (``None`` for a candidate without any), or ``None`` when no
+            candidate has any. Every rerank call gets them as ``metadata=``: what a
+            reranker's ``document_template`` renders and its recency reads the date from.
     """
 
     id: str
@@ -33,6 +38,7 @@ class EvalQuery:
     doc_ids: tuple[str, ...]
     relevance: Mapping[str, int]
     category: int | None = None
+    metadata: tuple[Mapping[str, Any] | None, ...] | None = None
 
     @property
     def relevant_candidates(self) -> int:

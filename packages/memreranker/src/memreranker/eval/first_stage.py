@@ -67,4 +67,5 @@ def _reordered(query: EvalQuery, positions: list[int]) -> EvalQuery:
         query,
         documents=tuple(query.documents[i] for i in positions),
         doc_ids=tuple(query.doc_ids[i] for i in positions),
+        metadata=None if query.metadata is None else tuple(query.metadata[i] for i in positions),
     )

@@ -5,6 +5,12 @@ JSONL, one query a line::
     {"query": str, "documents": [str, ...], "relevant": [int, ...],
      "id": str (optional), "relevance": [int, ...] (optional)}
 
+A document is a string, or an object ``{"text": str, ...}`` whose other keys are the memory's
+fields (``{"text": "Flight booked.", "date": "2026-05-14", "source": "email"}``): what a
+``document_template`` renders (``[{date}] {text}``) and recency reads the date from. Objects
+are read as ``memreranker rerank`` reads them (:mod:`memreranker.memory_text`): the text is
+``"memory"``, else ``"text"``, else ``"content"`` (a mem0 memory as exported), the fields are
+the object's keys over those of a nested ``"metadata"`` object.
 ``relevant`` holds indices into ``documents``, which are in first-stage order; ``relevance``
 gives a graded label per document (for NDCG) and must agree with ``relevant`` (a label > 0
 exactly for the relevant documents). Other keys are ignored.
@@ -13,6 +19,9 @@ LOCOMO (the LoCoMo paper's data): a list of samples, each a ``conversation`` of 
 sessions of turns with ``dia_id``s, and ``qa`` items whose ``evidence`` lists the
 ``dia_id``s that answer them. Each question's candidates are the turns of its conversation
 (in conversation order, or a first stage's top-k); its relevant documents are its evidence.
+Each turn's fields are its session's ``date`` (a ``datetime`` parsed from
+``"1:56 pm on 8 May, 2023"``), that string as ``date_time``, ``speaker``, ``dia_id`` and
+``session`` (the number N of ``session_N``).
 """
 
 from __future__ import annotations
@@ -21,11 +30,13 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from memreranker.eval.dataset import Dataset, DatasetError, EvalQuery
+from memreranker.memory_text import TEXT_KEYS, memory_fields, memory_text
 
 Format = Literal["auto", "jsonl", "locomo"]
 FirstStage = Literal["none", "bm25"]
@@ -35,6 +46,20 @@ SAMPLE_DATA = Path(__file__).with_name("data") / "agent_memory.jsonl"
 
 _EVIDENCE_ID = re.compile(r"D\d+:\d+")
 _SESSION_KEY = re.compile(r"session_(\d+)")
+# LOCOMO's session dates: "1:56 pm on 8 May, 2023" (the time is optional here).
+_LOCOMO_DATE = re.compile(
+    r"\s*(?:(\d{1,2}):(\d{2})\s*([ap])\.?m\.?\s+on\s+)?(\d{1,2})\s+([a-z]+)\.?,?\s+(\d{4})\s*",
+    re.IGNORECASE,
+)
+_MONTHS = {
+    name: number
+    for number, full in enumerate(
+        ("january", "february", "march", "april", "may", "june", "july", "august",
+         "september", "october", "november", "december"),
+        1,
+    )
+    for name in (full, full[:3], "sept" if full == "september" else full[:3])
+}
 
 
 def load_dataset(
@@ -152,9 +177,14 @@ def _jsonl_query(item: Any, where: str, *, default_id: str) -> EvalQuery:
     if (
         not isinstance(documents, list)
         or not documents
-        or not all(isinstance(d, str) for d in documents)
+        or not all(isinstance(d, str) or _is_document_object(d) for d in documents)
     ):
-        raise DatasetError(f'{where}: "documents" must be a non-empty list of strings')
+        raise DatasetError(
+            f'{where}: "documents" must be a non-empty list of strings or objects with a '
+            '"text" string (or "memory" / "content")'
+        )
+    fields = _document_fields(documents)
+    documents = [d if isinstance(d, str) else memory_text(d) for d in documents]
     relevant = item.get("relevant")
     if not isinstance(relevant, list) or not all(_is_int(i) for i in relevant):
         raise DatasetError(f'{where}: "relevant" must be a list of document indices')
@@ -192,7 +222,42 @@ def _jsonl_query(item: Any, where: str, *, default_id: str) -> EvalQuery:
         documents=tuple(documents),
         doc_ids=tuple(str(i) for i in range(len(documents))),
         relevance={str(i): g for i, g in grades.items()},
+        metadata=fields,
     )
+
+
+def _is_document_object(value: Any) -> bool:
+    return isinstance(value, dict) and any(isinstance(value.get(k), str) for k in TEXT_KEYS)
+
+
+def _document_fields(documents: list[Any]) -> tuple[Mapping[str, Any] | None, ...] | None:
+    """Each document's fields (``None`` for a plain string), or ``None`` when every document
+    is a plain string."""
+    if all(isinstance(d, str) for d in documents):
+        return None
+    return tuple(None if isinstance(d, str) else memory_fields(d) for d in documents)
+
+
+def parse_locomo_date(text: str) -> datetime | None:
+    """LOCOMO's session date (``"1:56 pm on 8 May, 2023"``, or ``"8 May, 2023"``) as a naive
+    ``datetime`` (the file gives no time zone), or ``None`` if it is not in that form."""
+    match = _LOCOMO_DATE.fullmatch(text)
+    if match is None:
+        return None
+    hour, minute, half, day, month, year = match.groups()
+    number = _MONTHS.get(month.lower())
+    if number is None:
+        return None
+    h = m = 0
+    if hour is not None:
+        h, m = int(hour), int(minute)
+        if not 1 <= h <= 12:
+            return None
+        h = h % 12 + (12 if half.lower() == "p" else 0)
+    try:
+        return datetime(int(year), number, int(day), h, m)
+    except ValueError:  # 31 June, 61 minutes
+        return None
 
 
 def _is_int(value: Any) -> bool:
@@ -204,9 +269,12 @@ def read_locomo(
 ) -> Dataset:
     """Parse LOCOMO's layout (see the module docstring).
 
-    Each turn becomes the document ``"[<session date>] <speaker>: <text>"``, with
-    ``" [shares a photo: <caption>]"`` for a turn that carries an image caption: what an agent
-    would have stored, date included (temporal questions need it).
+    Each turn becomes the document ``"<speaker>: <text>"``, with ``" [shares a photo:
+    <caption>]"`` for a turn that carries an image caption: what an agent would have stored.
+    Its session's date is a field (``date``, with ``date_time`` the file's own string), not
+    part of the text: ``document_template="[{date}] {text}"`` puts it there, so that one run
+    with and one without measure whether dates help (``"[{date_time}] {text}"`` gives the
+    dated text of the earlier reader, which put the date in every turn, byte for byte).
 
     Evidence entries are read for ``D<session>:<turn>`` ids (the public file has entries
     such as ``"D8:6; D9:17"``); ids that are not a turn of the conversation are dropped and a
@@ -229,7 +297,7 @@ def read_locomo(
             raise DatasetError(f"{where}: duplicate sample_id {sample_id!r}")
         sample_ids.add(sample_id)
         where = f"{name}: sample {sample_id}"
-        turn_ids, turns = _locomo_turns(sample["conversation"], where)
+        turn_ids, turns, fields = _locomo_turns(sample["conversation"], where)
         known = set(turn_ids)
         qa = sample.get("qa", [])
         if not isinstance(qa, list):
@@ -262,6 +330,7 @@ def read_locomo(
                     doc_ids=turn_ids,
                     relevance=relevance,
                     category=category,
+                    metadata=fields,
                 )
             )
     return Dataset(name, tuple(queries), first_stage="conversation order", skipped=dict(skipped))
@@ -269,7 +338,7 @@ def read_locomo(
 
 def _locomo_turns(
     conversation: dict[str, Any], where: str
-) -> tuple[tuple[str, ...], tuple[str, ...]]:
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[Mapping[str, Any], ...]]:
     sessions = sorted(
         (int(m.group(1)), key)
         for key in conversation
@@ -279,12 +348,18 @@ def _locomo_turns(
         raise DatasetError(f"{where}: the conversation has no session_<N> list")
     ids: dict[str, None] = {}  # ordered, and O(1) duplicate checks
     docs: list[str] = []
-    for _, key in sessions:
+    fields: list[Mapping[str, Any]] = []
+    for number, key in sessions:
         turns = conversation[key]
         if not isinstance(turns, list):
             raise DatasetError(f"{where}: {key} must be a list of turns")
-        date = conversation.get(f"{key}_date_time")
-        stamp = f"[{date}] " if isinstance(date, str) and date.strip() else ""
+        session: dict[str, Any] = {"session": number}
+        date_time = conversation.get(f"{key}_date_time")
+        if isinstance(date_time, str) and date_time.strip():
+            session["date_time"] = date_time
+            date = parse_locomo_date(date_time)
+            if date is not None:
+                session["date"] = date
         for t, turn in enumerate(turns):
             if not isinstance(turn, dict) or not all(
                 isinstance(turn.get(f), str) for f in ("speaker", "dia_id", "text")
@@ -294,13 +369,14 @@ def _locomo_turns(
                 )
             if turn["dia_id"] in ids:
                 raise DatasetError(f"{where}: dia_id {turn['dia_id']!r} appears twice")
-            text = f"{stamp}{turn['speaker']}: {turn['text']}"
+            text = f"{turn['speaker']}: {turn['text']}"
             caption = turn.get("blip_caption")
             if isinstance(caption, str) and caption.strip():
                 text += f" [shares a photo: {caption}]"
             ids[turn["dia_id"]] = None
             docs.append(text)
-    return tuple(ids), tuple(docs)
+            fields.append({**session, "speaker": turn["speaker"], "dia_id": turn["dia_id"]})
+    return tuple(ids), tuple(docs), tuple(fields)
 
 
 def _skipped_note(dataset: Dataset) -> str:

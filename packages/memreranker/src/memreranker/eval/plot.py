@@ -38,14 +38,18 @@ def check_plot_path(path: str | os.PathLike[str]) -> None:
 
 def plot_report(report: Report, path: str | os.PathLike[str]) -> None:
     """Write a PNG (or any format matplotlib infers from the suffix): one group of bars per
-    metric, one bar per system. F1 has no bar for the first stage, which has no scores."""
+    metric, one bar per system. F1 has no bar for the first stage, which has no scores.
+    A calibrated report gets a second panel: each reranker's precision, recall and F1
+    against the threshold, its F1-best threshold marked."""
     # Figure without pyplot: no global backend or GUI, safe in threads and notebooks alike.
     from matplotlib.figure import Figure
 
     names = list(report.systems)
     width = 0.8 / len(names)
-    fig = Figure(figsize=(max(8.0, 1.1 * len(METRICS) * max(1, len(names)) * 0.5), 4.5))
-    ax = fig.add_subplot()
+    calibrations = report.calibrations
+    wide = max(8.0, 1.1 * len(METRICS) * max(1, len(names)) * 0.5)
+    fig = Figure(figsize=(wide, 9.0 if calibrations else 4.5))
+    ax = fig.add_subplot(2, 1, 1) if calibrations else fig.add_subplot()
     for k, name in enumerate(names):
         values = report.systems[name].metrics
         xs = [i + (k - (len(names) - 1) / 2) * width for i, m in enumerate(METRICS)
@@ -62,5 +66,36 @@ def plot_report(report: Report, path: str | os.PathLike[str]) -> None:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(names), 4),
               frameon=False)
+    if calibrations:
+        ax = fig.add_subplot(2, 1, 2)
+        styles = (("precision", 1, ":"), ("recall", 2, "--"), ("F1", 3, "-"))
+        for name, cal in calibrations.items():
+            color = f"C{names.index(name)}"  # the colour of the reranker's bars above
+            step = max(1, len(cal.curve) // CURVE_POINTS)
+            curve = list(cal.curve[::step])
+            if cal.curve and curve[-1] != cal.curve[-1]:
+                curve.append(cal.curve[-1])
+            xs = [point[0] for point in curve]
+            for label, column, style in styles:
+                ax.plot(xs, [point[column] for point in curve], style, color=color,
+                        label=f"{name} {label}")
+            if cal.threshold is not None:
+                ax.axvline(cal.threshold, color=color, alpha=0.4)
+                ax.annotate(f"F1 {cal.f1:.2f} at >= {cal.threshold:.3f}",
+                            (cal.threshold, cal.f1), textcoords="offset points", xytext=(4, 4),
+                            color=color, fontsize=8)
+        ax.set_xlim(0.0, 1.0)
+        ax.set_ylim(0.0, 1.05)
+        ax.set_xlabel("threshold (score_threshold: P(yes) at or above it is kept)")
+        ax.set_ylabel("pooled over pairs")
+        ax.set_title("calibration: precision, recall and F1 against the threshold")
+        ax.grid(alpha=0.3)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, frameon=False,
+                  fontsize=8)
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=120)
+
+
+CURVE_POINTS = 2000
+"""At most about this many thresholds per calibration curve are drawn (a LOCOMO sweep has
+~10^6)."""

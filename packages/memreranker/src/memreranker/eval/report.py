@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from memreranker.eval.calibration import Calibration
 from memreranker.eval.metrics import METRICS, STAT_TESTS
 
 SIGNIFICANCE = 0.05
@@ -31,6 +33,9 @@ class SystemResult:
         fallback_queries: Queries whose call fell back (ranked in first-stage order, score
             0.0): they count in the metrics as such.
         fallback_reasons: Fallback reason -> number of queries.
+        calibration: The F1-best threshold found by ``calibrate=True`` (``None`` without
+            it, and for the baseline).
+        document_template: The reranker's ``document_template`` (``None``: plain texts).
     """
 
     name: str
@@ -41,6 +46,8 @@ class SystemResult:
     median_latency_ms: float | None = None
     fallback_queries: int = 0
     fallback_reasons: dict[str, int] = field(default_factory=dict)
+    calibration: Calibration | None = None
+    document_template: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,11 @@ class Report:
     stat_test: str
     systems: dict[str, SystemResult]
     skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def calibrations(self) -> dict[str, Calibration]:
+        """Reranker name -> its calibration (empty unless ``calibrate=True``)."""
+        return {n: s.calibration for n, s in self.systems.items() if s.calibration is not None}
 
     @property
     def results(self) -> dict[str, dict[str, float | None]]:
@@ -78,8 +90,10 @@ class Report:
         return [n for n, v in values.items() if v is not None and v == top]
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``{"results": {name: {metric: value}}, "queries": n, ...}``."""
-        return {
+        """JSON-ready: ``{"results": {name: {metric: value}}, "queries": n, ...}``; with
+        calibration, ``"calibration": {name: {"threshold", "f1", "precision", "recall",
+        "empty_queries", ...}}``."""
+        out: dict[str, Any] = {
             "results": self.results,
             "p_values": {n: dict(s.p_values) for n, s in self.systems.items() if s.p_values},
             "rerankers": {
@@ -89,6 +103,7 @@ class Report:
                     "median_latency_ms": s.median_latency_ms,
                     "fallback_queries": s.fallback_queries,
                     "fallback_reasons": dict(s.fallback_reasons),
+                    "document_template": s.document_template,
                 }
                 for n, s in self.systems.items()
                 if s.spec is not None
@@ -102,12 +117,17 @@ class Report:
             "stat_test": self.stat_test,
             "skipped": dict(self.skipped),
         }
+        if self.calibrations:
+            out["calibration"] = {n: c.to_dict() for n, c in self.calibrations.items()}
+        return out
 
     def to_markdown(self) -> str:
         """Systems as rows, metrics as columns, the best of each column in bold; a † marks
         a paired-test difference from the baseline at p < 0.05."""
         best = {m: set(self.best(m)) for m in METRICS}
-        head = ["system", *METRICS, "pairs/s", "ms/query", "fallbacks"]
+        calibrated = bool(self.calibrations)
+        extra = ["best F1", "at >="] if calibrated else []
+        head = ["system", *METRICS, *extra, "pairs/s", "ms/query", "fallbacks"]
         lines = [
             "| " + " | ".join(head) + " |",
             "|---|" + "---:|" * (len(head) - 1),
@@ -126,6 +146,10 @@ class Report:
                 if p is not None and p < SIGNIFICANCE:
                     cell += "†"
                 cells.append(cell)
+            if calibrated:
+                cal = s.calibration
+                cells.append(NONE if cal is None else f"{cal.f1:.3f}")
+                cells.append(NONE if cal is None else _threshold_cell(cal.threshold))
             cells.append(NONE if s.pairs_per_second is None else f"{s.pairs_per_second:,.1f}")
             cells.append(NONE if s.median_latency_ms is None else f"{s.median_latency_ms:,.1f}")
             cells.append(NONE if s.spec is None else f"{s.fallback_queries}/{self.queries}")
@@ -145,4 +169,46 @@ class Report:
             notes.append(
                 "Skipped: " + ", ".join(f"{n} {why}" for why, n in self.skipped.items()) + "."
             )
-        return "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+        templates = {n: s.document_template for n, s in self.systems.items() if s.document_template}
+        if templates:
+            notes.append(
+                "Documents scored as: "
+                + ", ".join(f"{n}: {t!r}" for n, t in templates.items())
+                + " (the others: their plain text)."
+            )
+        if calibrated:
+            notes.append(
+                "best F1: the F1 of the best threshold, swept over every score the reranker "
+                "gave (at >=: that threshold, rounded down, for score_threshold)."
+            )
+        out = "\n".join(lines) + "\n\n" + "\n".join(notes) + "\n"
+        if calibrated:
+            out += "\n" + self._calibration_markdown()
+        return out
+
+    def _calibration_markdown(self) -> str:
+        """Each reranker's calibration, with a row per LOCOMO category below it."""
+        lines = [
+            "| calibration | threshold | precision | recall | F1 | queries left empty |",
+            "|---|---:|---:|---:|---:|---:|",
+        ]
+        for name, cal in self.calibrations.items():
+            rows = [(name, cal), *((f"{name}, category {c}", v) for c, v in cal.categories.items())]
+            for label, c in rows:
+                lines.append(
+                    f"| {label} | {_threshold_cell(c.threshold)} | {c.precision:.3f} | "
+                    f"{c.recall:.3f} | {c.f1:.3f} | {c.empty_queries:.1%} |"
+                )
+        return (
+            "\n".join(lines)
+            + "\n\nPooled over all pairs, as F1; each category is swept on its own. Queries "
+            "left empty: the share with no memory at or above the threshold.\n"
+        )
+
+
+def _threshold_cell(threshold: float | None) -> str:
+    # Rounded down so that score_threshold=<the cell> still keeps the pair scored exactly
+    # at the threshold (the decision is >=); the JSON report has the exact value.
+    if threshold is None:
+        return NONE
+    return f"{math.floor(threshold * 10_000) / 10_000:.4f}"

@@ -62,8 +62,9 @@ def run_reranker(
     progress: EvalProgress | None = None,
 ) -> RunResult:
     """Rerank every query once. Each query is one ``rerank`` call (all or nothing: a call
-    that falls back ranks its candidates in first-stage order, flagged). With
-    ``on_error="raise"`` the first failure propagates."""
+    that falls back ranks its candidates in first-stage order, flagged), given the
+    candidates' fields as ``metadata=`` (the reranker's ``document_template`` decides what
+    is scored). With ``on_error="raise"`` the first failure propagates."""
     try:
         reranker.load()  # loading weights is not a query's latency
     except MemRerankerError:
@@ -83,7 +84,11 @@ def run_reranker(
 
         start = time.perf_counter()
         results = reranker.rerank(
-            q.query, list(q.documents), instruction=instruction, progress=callback
+            q.query,
+            list(q.documents),
+            instruction=instruction,
+            progress=callback,
+            metadata=None if q.metadata is None else list(q.metadata),
         )
         result.latencies.append(time.perf_counter() - start)
         scores = [0.0] * len(q.documents)
