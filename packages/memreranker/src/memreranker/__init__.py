@@ -21,6 +21,7 @@ from memreranker.errors import (
     ServedModelError,
     ServiceConnectionError,
     ServiceError,
+    UnsupportedRuntimeError,
 )
 from memreranker.reranker import MemReranker
 from memreranker.settings import RerankerSettings
@@ -47,5 +48,6 @@ __all__ = [
     "ServedModelError",
     "ServiceConnectionError",
     "ServiceError",
+    "UnsupportedRuntimeError",
     "__version__",
 ]
