@@ -51,3 +51,19 @@ def test_offline_the_cli_says_so_at_once_and_exits_3(tmp_path: Path, refused_url
     table = done.stdout.splitlines()
     assert [row.split()[-1] for row in table[1:3]] == ["tea.", "badminton."]
     assert "*" in table[1] and table[-1].startswith("* not scored")
+
+
+def test_a_fallback_piped_into_head_still_exits_3(tmp_path: Path, refused_url: str) -> None:
+    """``memreranker rerank ... | head -1``: the reader goes away after one line, and the
+    exit status still says that the output is a fallback (a broken pipe is not success)."""
+    docs = tmp_path / "docs.txt"
+    docs.write_text("".join(f"memory {i}: the user likes tea\n" for i in range(3000)))
+    command = (
+        f"set -o pipefail; {BIN / 'memreranker'} rerank -q 'What does the user drink?' "
+        f"-d {docs} --backend vllm --base-url {refused_url} --max-retries 0 | head -1"
+    )
+    done = run_program(["bash", "-c", command], env=offline_env(tmp_path, hub=refused_url))
+    assert done.returncode == 3, done.stderr  # pipefail: memreranker's status, not head's
+    assert done.stdout.split() == ["rank", "score", "index", "line", "document"]
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr
+    assert "falling back to original order" in done.stderr

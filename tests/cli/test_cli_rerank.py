@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import Hang, Reply, RerankServer, Score, deterministic_score
+from servers import Hang, Reply, RerankServer, Score, deterministic_score, reversed_ranking
 
 import memreranker
 from memreranker import MemReranker
@@ -81,9 +81,19 @@ def test_help_documents_exit_statuses_without_markup(cli: Any) -> None:
         for markup in ("``", ":class:", ":func:", ":data:", "**", ".. "):
             assert markup not in done.out, f"{argv}: reStructuredText {markup!r} in --help"
     rerank_help = cli("rerank", "--help").out
+    assert "\n  130  interrupted" in rerank_help  # SIGINT's status, in the table too
     assert '"index" counts documents from 0' in rerank_help
     for option in ("--score-threshold", "--dtype", "--timeout", "--max-retries", "--api-key-env"):
         assert option in rerank_help
+
+
+def test_help_never_shows_a_default_of_none(cli: Any) -> None:
+    for command in ("rerank", "eval"):
+        text = " ".join(cli(command, "--help").out.split())  # argparse wraps lines
+        assert "default: None" not in text, command
+    assert "pairs per forward pass (default: 16 for yes/no rerankers, 32 for cross-encoders)" in (
+        " ".join(cli("rerank", "--help").out.split())
+    )
 
 
 def test_readme_documents_the_same_exit_statuses() -> None:
@@ -161,7 +171,8 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str | None]]:
     (tmp_path / "mixed.json").write_text('["a", 3, "c"]', encoding="utf-8")
     (tmp_path / "broken.json").write_text('["a", "b",\n "c"', encoding="utf-8")
     (tmp_path / "object.json").write_text('{"documents": ["a"]}', encoding="utf-8")
-    (tmp_path / "latin1.txt").write_bytes("caf\xe9\n".encode("latin-1"))
+    (tmp_path / "latin1.txt").write_bytes("tea\nchess\ncaf\xe9\n".encode("latin-1"))
+    (tmp_path / "deep.json").write_text("[" * 10**5 + "]" * 10**5, encoding="utf-8")
     ok = write_docs(tmp_path / "ok.txt", DOCS)
     return {
         "missing file": (["--documents", str(tmp_path / "nope.txt")], "no such file"),
@@ -173,7 +184,8 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str | None]]:
             "got an object",
         ),
         "--format json on lines": (["--documents", ok, "--format", "json"], "not a valid JSON"),
-        "not UTF-8": (["--documents", str(tmp_path / "latin1.txt")], "not UTF-8"),
+        "not UTF-8": (["--documents", str(tmp_path / "latin1.txt")], "not UTF-8 text (line 3)"),
+        "deeply nested JSON": (["--documents", str(tmp_path / "deep.json")], "nested too deeply"),
         "negative --top-n": (["--documents", ok, "--top-n", "-1"], "--top-n"),
         "--score-threshold > 1": (["--documents", ok, "--score-threshold", "1.5"], "[0, 1]"),
         "--timeout 0": (["--documents", ok, "--timeout", "0"], "--timeout"),
@@ -193,7 +205,8 @@ def bad_inputs(tmp_path: Path) -> dict[str, tuple[list[str], str | None]]:
 
 CASES = [
     "missing file", "directory", "JSON list not all strings", "malformed JSON list",
-    "JSON not a list", "--format json on lines", "not UTF-8", "negative --top-n",
+    "JSON not a list", "--format json on lines", "not UTF-8", "deeply nested JSON",
+    "negative --top-n",
     "--score-threshold > 1", "--timeout 0", "--max-retries -1", "unknown option",
     "unknown backend", "vllm without --base-url", "memos without a key", "--api-key-env unset",
     "--batch-size 0", "empty query",
@@ -283,6 +296,37 @@ def test_index_counts_documents_and_line_counts_lines(
     assert len(table) == 4
     as_json = cli("rerank", "-q", QUERY, *vllm(rerank_server), "--json", stdin=json.dumps(DOCS))
     assert {row["line"] for row in as_json.json()} == {None}
+
+
+def test_line_maps_by_index_when_the_ranking_is_not_the_input_order(
+    cli: Any, rerank_server: RerankServer, tmp_path: Path
+) -> None:
+    path = tmp_path / "memories.txt"
+    path.write_text("\n".join(["first", "", "second", "   ", "third", ""]), encoding="utf-8")
+    rerank_server.default = reversed_ranking()
+    done = cli("rerank", "-q", QUERY, "-d", str(path), *vllm(rerank_server), "--json")
+    assert done.status == 0, done.err
+    rows = [(r["rank"], r["document"], r["index"], r["line"]) for r in done.json()]
+    assert rows == [(1, "third", 2, 5), (2, "second", 1, 3), (3, "first", 0, 1)]
+    table = cli("rerank", "-q", QUERY, "-d", str(path), *vllm(rerank_server)).out.splitlines()
+    assert [line.split()[2:] for line in table[1:]] == [
+        ["2", "5", "third"], ["1", "3", "second"], ["0", "1", "first"],
+    ]  # fmt: skip
+
+
+def test_blank_only_input_exits_0_with_nothing_sent(cli: Any, rerank_server: RerankServer) -> None:
+    done = cli("rerank", "-q", QUERY, *vllm(rerank_server), "--json", stdin="\n  \n\t\n\n")
+    assert (done.status, done.json(), done.err) == (0, [], "")
+    assert rerank_server.requests == []
+
+
+def test_score_threshold_0_is_accepted_and_keeps_everything(
+    cli: Any, rerank_server: RerankServer
+) -> None:
+    done = cli("rerank", "-q", QUERY, *vllm(rerank_server), "--score-threshold", "0", "--json",
+               stdin="\n".join(DOCS))  # fmt: skip
+    assert done.status == 0, done.err
+    assert sorted(r["index"] for r in done.json()) == list(range(len(DOCS)))
 
 
 def test_base_url_reaches_the_server_with_the_server_scores(

@@ -262,7 +262,8 @@ def test_import_does_not_import_torch() -> None:
         "r = MemReranker(model='/does/not/exist')\n"
         "r = MemReranker(model='/does/not/exist', engine='crossencoder')\n"
         "r = MemReranker(model='/does/not/exist', runtime='onnx', quantize='int8')\n"
-        "heavy = {'torch', 'transformers', 'sentence_transformers', 'onnxruntime'}\n"
+        "import memreranker.pool, memreranker.memory_text\n"
+        "heavy = {'torch', 'transformers', 'sentence_transformers', 'langgraph', 'onnxruntime'}\n"
         "heavy &= set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from eval_kit import DATA, LOCOMO_SAMPLE
+from servers import RerankServer
 
 from memreranker.cli import main
 
@@ -106,6 +107,8 @@ def test_on_error_raise_exits_1_with_one_line(
         ([], "give a data file or --sample"),
         ([str(SMALL), "--sample"], "give a data file or --sample"),
         ([str(SMALL), "--reranker", "a=local:/x", "--reranker", "a=local:/y"], "named 'a'"),
+        (["DEEP"], "deep.jsonl:1: JSON nested too deeply"),
+        (["TWINS"], "twins.json: sample 1: duplicate sample_id 'conv-a'"),
     ],
 )
 def test_user_errors_are_one_line_and_exit_2(
@@ -113,7 +116,11 @@ def test_user_errors_are_one_line_and_exit_2(
 ) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text(SMALL.read_text().splitlines()[0] + "\n{oops\n", encoding="utf-8")
-    args = [str(bad) if a == "BAD" else a for a in args]
+    (tmp_path / "deep.jsonl").write_text('{"query": ' + "[" * 10**5 + "]" * 10**5 + "}\n")
+    twins = json.loads(LOCOMO_SAMPLE.read_text(encoding="utf-8"))
+    (tmp_path / "twins.json").write_text(json.dumps([twins[0], twins[0]]), encoding="utf-8")
+    files = {"BAD": bad, "DEEP": tmp_path / "deep.jsonl", "TWINS": tmp_path / "twins.json"}
+    args = [str(files[a]) if a in files else a for a in args]
     if args[:1] == ["missing.jsonl"]:
         args = [str(tmp_path / "missing.jsonl")]
     code, out, err = run_cli(capsys, *args)
@@ -122,13 +129,83 @@ def test_user_errors_are_one_line_and_exit_2(
     assert err.count("\n") == 1
 
 
-def test_plot_that_cannot_be_written_is_a_user_error(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("no-such-dir/chart.png", "no such directory"),
+        (".", "it is a directory"),
+        ("chart.xyz", "unknown image format .xyz"),
+    ],
+)
+def test_plot_that_cannot_be_written_is_refused_before_the_evaluation(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    rerank_server: RerankServer,
+    target: str,
+    message: str,
 ) -> None:
-    target = tmp_path / "no-such-dir" / "chart.png"
-    code, out, err = run_cli(capsys, str(SMALL), "--plot", str(target), "--no-progress")
-    assert code == 2 and out.startswith("| system |")  # the report is still printed
-    assert "cannot write the plot" in err and err.count("\n") == 1
+    code, out, err = run_cli(
+        capsys, str(SMALL), "--reranker", f"vllm:m@{rerank_server.url}",
+        "--plot", str(tmp_path / target), "--no-progress",
+    )  # fmt: skip
+    assert (code, out) == (2, "")  # no report: nothing was evaluated...
+    assert rerank_server.requests == []  # ...nor scored
+    assert "cannot write the plot" in err and message in err and err.count("\n") == 1
+
+
+def test_api_key_env_gives_the_key_to_vllm_and_tei(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    secret = "sk-eval-key-4711"
+    monkeypatch.setenv("TEAM_RERANK_KEY", secret)
+    with RerankServer(api_key=secret) as server:
+        specs = [f"v=vllm:m@{server.url}", f"t=tei:{server.tei_base_url}"]
+        argv = [str(SMALL), "--max-retries", "0", "--no-progress", "--json"]
+        argv += [arg for spec in specs for arg in ("--reranker", spec)]
+        code, out, err = run_cli(capsys, *argv)
+        assert code == 3  # without the key: 401, every query falls back
+        assert json.loads(out)["rerankers"]["v"]["fallback_queries"] == 4
+        server.reset()
+        code, out, err = run_cli(capsys, *argv, "--api-key-env", "TEAM_RERANK_KEY")
+        assert code == 0, err
+        sent = {(r.path, r.headers.get("authorization")) for r in server.requests}
+        assert sent == {("/v1/rerank", f"Bearer {secret}"), ("/tei/rerank", f"Bearer {secret}")}
+        assert secret not in out + err
+    code, out, err = run_cli(capsys, *argv, "--api-key-env", "NO_SUCH_VAR_22")
+    assert (code, out) == (2, "") and "NO_SUCH_VAR_22 is not set" in err
+
+
+def test_credentials_in_a_spec_url_are_redacted_everywhere(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    rerank_server: RerankServer,
+    refused_url: str,
+) -> None:
+    """The name of a spec is the spec: its URL's user:password must not reach the Markdown
+    and JSON reports, stderr or the plot."""
+    secret = "sk-in-the-url-0815"
+    live = rerank_server.url.replace("http://", f"http://user:{secret}@")
+    dead = refused_url.replace("http://", f"http://user:{secret}@")
+    argv = [
+        str(SMALL), "--reranker", f"vllm:m@{live}", "--reranker", f"vllm:m@{dead}",
+        "--max-retries", "0", "--timeout", "2", "--no-progress",
+    ]  # fmt: skip
+    chart = tmp_path / "chart.svg"
+    code, markdown, err = run_cli(capsys, *argv, "--plot", str(chart))
+    assert code == 3  # the dead one fell back
+    code, as_json, json_err = run_cli(capsys, *argv, "--json")
+    assert code == 3
+    redacted = rerank_server.url.replace("http://", "http://***@")
+    assert f"| vllm:m@{redacted} |" in markdown
+    assert list(json.loads(as_json)["results"])[1] == f"vllm:m@{redacted}"
+    assert "fell back on 4/4 queries" in err
+    svg = chart.read_text(encoding="utf-8")
+    assert "vllm:m@http://***@127.0.0.1" in svg  # the legend, as an SVG comment
+    for text in (markdown, err, as_json, json_err, svg):
+        assert secret not in text
+    twice = ["--reranker", f"vllm:m@{live}/v1", "--reranker", f"vllm:m@{live}/v1"]
+    code, _, err = run_cli(capsys, str(SMALL), *twice)
+    assert code == 2 and "named 'vllm:m@http://***@127.0.0.1" in err and secret not in err
 
 
 def test_installed_command(tmp_path: Path) -> None:

@@ -198,3 +198,86 @@ def test_missed_evidence_counts_against_the_first_stage() -> None:
         "Skipped: 1 evidence ids naming no turn (dropped), 2 questions without evidence."
         in report.to_markdown()
     )
+
+
+# --- Inputs that must be refused, and valid ones that must not be -----------------------------
+
+
+def locomo_sample(sample_id: object, question: str) -> dict[str, object]:
+    sample: dict[str, object] = {
+        "conversation": {"session_1": [
+            {"speaker": "A", "dia_id": "D1:1", "text": "I drink tea."},
+            {"speaker": "B", "dia_id": "D1:2", "text": "I play chess."},
+        ]},
+        "qa": [{"question": question, "evidence": ["D1:1"], "category": 1}],
+    }  # fmt: skip
+    if sample_id is not None:
+        sample["sample_id"] = sample_id
+    return sample
+
+
+@pytest.mark.parametrize(
+    ("ids", "message"),
+    [
+        (["s1", "s1"], r"locomo\.json: sample 1: duplicate sample_id 's1'"),
+        (["1", None], r"locomo\.json: sample 1: duplicate sample_id '1'"),  # missing id: "1"
+    ],
+)
+def test_locomo_samples_with_one_id_are_refused(
+    tmp_path: Path, ids: list[object], message: str
+) -> None:
+    """Two samples with one id would give the same query ids (``s1/0``): one of them would
+    vanish from the metrics while the report still counted both."""
+    path = tmp_path / "locomo.json"
+    samples = [locomo_sample(ids[0], "What does A drink?"), locomo_sample(ids[1], "Who?")]
+    path.write_text(json.dumps(samples), encoding="utf-8")
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(path)
+    samples[1]["sample_id"] = "s2"  # distinct ids: both samples count
+    path.write_text(json.dumps(samples), encoding="utf-8")
+    assert len(load_dataset(path).queries) == 2
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085"])
+def test_jsonl_documents_may_hold_unicode_line_separators(tmp_path: Path, separator: str) -> None:
+    """json.dumps(ensure_ascii=False) writes U+2028 and U+0085 as they are; only "\\n" ends
+    a JSONL line (a "\\r" before it too)."""
+    docs = [f"User drinks tea{separator}every morning.", "User plays chess."]
+    item = {"id": "q", "query": "What does the user drink?", "documents": docs, "relevant": [0]}
+    path = tmp_path / "data.jsonl"
+    path.write_text(json.dumps(item, ensure_ascii=False) + "\r\n", encoding="utf-8")
+    [query] = load_dataset(path).queries
+    assert query.documents == tuple(docs)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    jsonl_path = tmp_path / "data.jsonl"
+    jsonl_path.write_bytes(b"\xef\xbb\xbf" + (DATA / "small.jsonl").read_bytes())
+    assert len(load_dataset(jsonl_path).queries) == 4
+    locomo_path = tmp_path / "locomo.json"
+    locomo_path.write_bytes(b"\xef\xbb\xbf" + LOCOMO_SAMPLE.read_bytes())
+    assert load_dataset(locomo_path).first_stage == "conversation order"  # auto: LOCOMO
+
+
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    lines = [json.dumps(GOOD), json.dumps({**GOOD, "id": "x"}), '{"query": "caf\xe9"}']
+    path.write_bytes("\n".join(lines).encode("latin-1"))
+    with pytest.raises(DatasetError) as info:
+        load_dataset(path)
+    assert str(info.value) == f"{path}:3: not UTF-8 text"
+
+
+@pytest.mark.parametrize("layout", ["jsonl", "locomo"])
+def test_deeply_nested_json_is_a_dataset_error(tmp_path: Path, layout: str) -> None:
+    deep = "[" * 100_000 + "]" * 100_000
+    path = tmp_path / "deep.json"
+    if layout == "jsonl":
+        text = json.dumps(GOOD) + "\n" + '{"query": "q", "documents": ' + deep + "}\n"
+        message = r"deep\.json:2: JSON nested too deeply"
+    else:
+        text = deep
+        message = r"deep\.json: JSON nested too deeply"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(DatasetError, match=message):
+        load_dataset(path, format=layout)  # type: ignore[arg-type]

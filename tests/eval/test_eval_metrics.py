@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
+import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eval_kit import DATA, pair_f1, paper_metrics, per_query
@@ -174,11 +177,37 @@ def test_a_query_that_falls_back_ranks_in_first_stage_order(
     assert done == sorted(done) and done[-1] == 19
 
 
+def exact_randomization_p(control: list[float], treatment: list[float]) -> float:
+    """Fisher's randomization test, exactly: every one of the 2^n ways of swapping the two
+    systems' values query by query (ranx samples 1000 of them)."""
+    observed = abs(sum(control) - sum(treatment))
+    pairs = list(zip(control, treatment, strict=True))
+    extreme = 0
+    for swaps in itertools.product((False, True), repeat=len(pairs)):
+        diff = sum((t - c) if s else (c - t) for (c, t), s in zip(pairs, swaps, strict=True))
+        extreme += abs(diff) >= observed - 1e-12
+    return extreme / 2 ** len(pairs)
+
+
 def test_fisher_randomization_test(small: Dataset, tiny: MemReranker) -> None:
+    """stat_test="fisher" computes another test than the default: each p-value is the exact
+    randomization test's (within ranx's sampling error), which Student's t-test is not."""
     report = evaluate(small, {"tiny": tiny}, stat_test="fisher")
-    p = report.systems["tiny"].p_values
-    assert all(v is None or 0.0 <= v <= 1.0 for v in p.values())
     assert report.to_dict()["stat_test"] == "fisher"
+    fisher = report.systems["tiny"].p_values
+    student = evaluate(small, {"tiny": tiny}).systems["tiny"].p_values
+    rankings, _ = ranked_by(tiny, small)
+    base_q = per_query([list(q.doc_ids) for q in small.queries], qrels(small))
+    tiny_q = per_query(rankings, qrels(small))
+    compared = 0
+    for metric in ("MAP", "MRR", "NDCG@10", "R@3"):
+        if base_q[metric] == tiny_q[metric]:
+            continue  # identical per query: no test
+        exact = exact_randomization_p(base_q[metric], tiny_q[metric])
+        assert fisher[metric] == pytest.approx(exact, abs=0.06), metric
+        assert student[metric] == pytest.approx(ttest_rel(base_q[metric], tiny_q[metric]).pvalue)
+        compared += abs(student[metric] - exact) > 0.1
+    assert compared  # the two tests disagree somewhere: the option is not just echoed
 
 
 def test_report_marks_the_best_of_each_column(small: Dataset, tiny: MemReranker) -> None:
@@ -243,3 +272,58 @@ def test_f1_counts_a_score_at_the_threshold_as_relevant_and_fallbacks_as_nothing
     assert threshold_f1(sister, fell_back, 0.0) == 0.0  # judged nothing, even at 0.0
     scored = RunResult("r", [Ranking([0, 1, 2], [0.0, 0.0, 0.0])])
     assert threshold_f1(sister, scored, 0.0) == pytest.approx(2 / (2 + 2))  # 1 TP, 2 FP
+
+
+def test_recall_at_20_counts_a_relevant_document_at_ranks_11_to_20(tmp_path: Path) -> None:
+    path = tmp_path / "long.jsonl"
+    docs = [f"memory {i}" for i in range(30)]
+    lines = [
+        {"id": "r11", "query": "q?", "documents": docs, "relevant": [10, 25]},  # ranks 11, 26
+        {"id": "r20", "query": "q?", "documents": docs, "relevant": [19]},  # rank 20
+        {"id": "r21", "query": "q?", "documents": docs, "relevant": [20]},  # rank 21
+    ]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines), encoding="utf-8")
+    metrics = evaluate(load_dataset(path)).results["first-stage"]
+    assert metrics["R@20"] == pytest.approx((1 / 2 + 1 + 0) / 3)
+    assert metrics["R@5"] == 0.0
+
+
+def test_the_significance_mark_is_placed_below_p_0_05_only() -> None:
+    from memreranker.eval.report import Report, SystemResult
+
+    values = dict.fromkeys(METRICS, 0.5)
+    p_values = {"MAP": 0.049, "MRR": 0.05, "NDCG@1": 0.06, "NDCG@3": None, "R@3": 0.001}
+    report = Report(
+        dataset="d", first_stage="file order", queries=2, pairs=4, threshold=0.5,
+        stat_test="student",
+        systems={
+            "first-stage": SystemResult("first-stage", {**values, "F1": None}),
+            "r": SystemResult("r", values, spec="x", p_values=p_values),
+        },
+    )  # fmt: skip
+    header, _, _, row = report.to_markdown().splitlines()[:4]
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    cells = dict(zip(columns, (c.strip() for c in row.strip("|").split("|")), strict=True))
+    marked = {metric for metric in METRICS if cells[metric].endswith("†")}
+    assert marked == {"MAP", "R@3"}  # 0.049 and 0.001; not 0.05, 0.06 or undefined
+
+
+def test_rerankers_built_from_specs_are_closed_and_given_ones_are_not(
+    small: Dataset, rerank_server: RerankServer
+) -> None:
+    """Observed with a profile hook on the real ``MemReranker.close`` (nothing replaced)."""
+    closed: list[str] = []
+
+    def watch(frame: Any, event: str, arg: Any) -> None:
+        if event == "call" and frame.f_code is MemReranker.close.__code__:
+            closed.append(frame.f_locals["self"].settings.model)
+
+    with MemReranker("vllm", base_url=rerank_server.url, model="given", **FAST) as given:
+        sys.setprofile(watch)
+        try:
+            report = evaluate(small, [f"vllm:built@{rerank_server.url}", given])
+        finally:
+            sys.setprofile(None)
+        assert closed == ["built"]
+        assert report.systems["vllm:given"].fallback_queries == 0
+    assert len(rerank_server.requests) == 2 * len(small.queries)

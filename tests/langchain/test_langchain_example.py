@@ -1,4 +1,5 @@
-"""examples/langchain_retriever.py runs offline, as a user would run it."""
+"""examples/langchain_retriever.py and examples/langgraph_memory.py run offline, as a user
+would run them."""
 
 from __future__ import annotations
 
@@ -39,3 +40,21 @@ def test_example_uses_memreranker_model(tmp_path: Path, refused_url: str, tiny_m
     assert "meaningless" not in done.stdout and "Hub" not in done.stdout  # a directory
     assert str(tiny_model) in done.stdout
     assert len(reranked_lines(done.stdout)) == 6
+
+
+STORE_EXAMPLE = ROOT / "examples" / "langgraph_memory.py"
+
+
+def test_store_example_offline_runs_on_the_stand_in(
+    tmp_path: Path, refused_url: str, stand_in_dir: Path
+) -> None:
+    """examples/langgraph_memory.py: one run, offline, on the cached stand-in model."""
+    done = run_program(
+        [sys.executable, str(STORE_EXAMPLE)], env=offline_env(tmp_path, hub=refused_url)
+    )
+    check_offline_start(done)
+    assert str(stand_in_dir) in done.stdout
+    lines = done.stdout.splitlines()
+    assert sum(" rerank " in line for line in lines) == 3  # the reranked top 3
+    assert "falling back" not in done.stderr
+    assert "asearch gave the same top 3: True" in done.stdout

@@ -377,3 +377,40 @@ def test_lone_surrogate_cannot_be_sent_and_falls_back(
     caplog.set_level(logging.WARNING, logger="memreranker")
     assert_fallback(s.run(mode, QUERY, docs), docs)
     assert "UnicodeEncodeError" in memreranker_warnings(caplog)[0].getMessage()
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+def deep_replies() -> list[Any]:
+    from servers import Reply
+
+    just_parseable = "[" * 900 + "0" + "]" * 900  # parsed, then described in the error
+    return [
+        Reply(200, DEEP),
+        Reply(200, '{"results": ' + DEEP + "}"),
+        Reply(200, '{"results": [{"index": ' + just_parseable + ', "relevance_score": 0.5}]}'),
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dialect", ["vllm", "tei"])
+def test_a_deeply_nested_reply_is_an_invalid_response(
+    rerank_server: RerankServer, dialect: str, mode: str
+) -> None:
+    """Not a RecursionError wrapped as a status-less InferenceError: the reply is the
+    server's fault, typed as such, with its status; with fallback, the original order."""
+    from memreranker import InvalidResponseError, MemRerankerError
+
+    strict = Surface("core", **hosted(rerank_server, dialect, on_error="raise"),
+                     circuit_failure_threshold=0)  # fmt: skip
+    lenient = Surface("core", **hosted(rerank_server, dialect), circuit_failure_threshold=0)
+    for reply in deep_replies():
+        rerank_server.default = reply
+        with pytest.raises(MemRerankerError) as info:
+            strict.run(mode, QUERY, DOCS)
+        assert isinstance(info.value, InvalidResponseError), repr(info.value)
+        assert info.value.status == 200
+        assert_fallback(lenient.run(mode, QUERY, DOCS), DOCS)
+    strict.close()
+    lenient.close()

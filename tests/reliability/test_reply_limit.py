@@ -91,3 +91,20 @@ def test_huge_reply_is_not_retried_and_falls_back(rerank_server: RerankServer, m
     assert [o.index for o in outs] == [0, 1, 2] and all(o.fallback for o in outs)
     assert len(rerank_server.requests) == 1
     rr.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_credentials_in_base_url_never_appear_in_the_reply_too_large_error(
+    rerank_server: RerankServer, mode: str
+) -> None:
+    secret = "sk-URL-CRED-7f3a9c1e-do-not-leak"
+    rerank_server.default = Flood(HUGE)
+    url = rerank_server.url.replace("http://", f"http://user:{secret}@")
+    s = Surface("core", backend="vllm", base_url=url, on_error="raise", max_retries=0)
+    with pytest.raises(InvalidResponseError, match="max_response_bytes") as info:
+        s.run(mode, QUERY, DOCS)
+    error = info.value
+    texts = [str(error), repr(error), *map(str, error.args), str(error.__cause__)]
+    assert not [t for t in texts if secret in t]
+    assert "http://***@127.0.0.1" in str(error)
+    s.close()

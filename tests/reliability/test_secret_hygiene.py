@@ -207,3 +207,86 @@ def test_vllm_error_body_quoting_the_key_raises_scrubbed(rerank_server: RerankSe
     with pytest.raises(MemRerankerError) as info:
         rr.rerank(QUERY, DOCS)
     assert info.value.message == "upstream said: Bearer ***"
+
+
+def straddling(dialect: str) -> list[Reply]:
+    """Error bodies, not JSON or without a message, whose key straddles the 500th byte."""
+    head = "x" * (500 - 8)
+    return [
+        Reply(500, f"{head}{KEY} proxy error page".encode()),
+        Reply(500, {"error": {"detail": head + KEY}}),  # no message: the object is quoted
+        Reply(200, f"{head}{KEY} not json".encode()),  # a 2xx reply that is not JSON
+    ]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dialect", ["vllm", "tei"])
+def test_a_key_straddling_the_cut_of_an_error_body_shows_no_fragment(
+    rerank_server: RerankServer, dialect: str, mode: str
+) -> None:
+    core = Surface(
+        "core", backend=dialect, api_key=KEY, base_url=rerank_server.base_url(dialect),
+        on_error="raise", max_retries=0, circuit_failure_threshold=0,
+    )  # fmt: skip
+    for reply in straddling(dialect):
+        rerank_server.default = reply
+        with pytest.raises(MemRerankerError) as info:
+            core.run(mode, QUERY, DOCS)
+        texts = exception_texts(info.value)
+        assert not [t for t in texts if KEY[:5] in t], info.value  # not even "sk-ZE"
+        assert "xxx" in str(info.value)  # the body is quoted, cut
+    core.close()
+
+
+def test_scrub_takes_the_key_out_before_cutting_and_a_key_head_at_the_cut() -> None:
+    from memreranker.http.protocol import scrub
+
+    straddled = scrub("x" * 495 + KEY + " and more", KEY)
+    assert KEY[:3] not in straddled and straddled.startswith("x" * 495 + "***")
+    cut_short = scrub("x" * 490 + KEY[:20] + "y" * 40, KEY)  # a text holding the key cut
+    assert cut_short == "x" * 490 + "..." and KEY[:1] not in cut_short
+    assert scrub("short " + KEY[:10], KEY) == "short " + KEY[:10]  # no cut: nothing to guess
+
+
+NON_ASCII_KEY = "sk-clé-ZEBRA-secret"
+
+
+@pytest.mark.parametrize("surface", SURFACES)
+@pytest.mark.parametrize("dialect", ["memos", "vllm", "tei"])
+def test_a_non_ascii_key_is_refused_at_construction_without_echoing_it(
+    rerank_server: RerankServer, surface: str, dialect: str
+) -> None:
+    """It would be accepted, then every call would fail with an encoding error whose
+    chained cause holds "Bearer <key>"."""
+    with pytest.raises(ValueError, match="ASCII") as info:
+        Surface(surface, backend=dialect, api_key=NON_ASCII_KEY,
+                base_url=rerank_server.base_url(dialect))  # fmt: skip
+    texts = exception_texts(info.value)
+    assert not [t for t in texts if "ZEBRA" in t or NON_ASCII_KEY in t]
+
+
+def test_a_non_ascii_memos_key_from_the_environment_is_refused(
+    monkeypatch: pytest.MonkeyPatch, rerank_server: RerankServer
+) -> None:
+    monkeypatch.setenv("MEMOS_API_KEY", NON_ASCII_KEY)
+    with pytest.raises(ValueError, match="ASCII") as info:
+        MemReranker("memos", base_url=rerank_server.memos_base_url)
+    assert not [t for t in exception_texts(info.value) if "ZEBRA" in t]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("dialect", ["vllm", "tei"])
+def test_vllm_and_tei_never_send_the_memos_key(
+    monkeypatch: pytest.MonkeyPatch, rerank_server: RerankServer, dialect: str, mode: str
+) -> None:
+    """$MEMOS_API_KEY is the MemOS cloud's: a key for one service must not travel to
+    another (a self-hosted server, a proxy) that was given none."""
+    monkeypatch.setenv("MEMOS_API_KEY", KEY)
+    core = Surface("core", backend=dialect, base_url=rerank_server.base_url(dialect),
+                   on_error="raise")  # fmt: skip
+    assert not any(o.fallback for o in core.run(mode, QUERY, DOCS))
+    core.close()
+    assert rerank_server.requests
+    for request in rerank_server.requests:
+        assert "authorization" not in request.headers
+        assert KEY not in request.raw.decode()

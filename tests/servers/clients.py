@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from servers.rerank_server import RecordedRequest
+from servers.rerank_server import RecordedRequest, Score, untemplate
 
 MODES = ("sync", "async")
 """Parametrise a test over both paths: ``@pytest.mark.parametrize("mode", MODES)``."""
@@ -44,3 +44,22 @@ def client_ports(requests: Sequence[RecordedRequest]) -> list[int]:
         assert request.client_address is not None, "the server did not record the client"
         ports.append(request.client_address[1])
     return ports
+
+
+def scores_by_text(scores: Mapping[str, float], *, other: float = 0.01) -> Score:
+    """A server behaviour: each document scores ``scores[its text]`` (``other`` for a text
+    not listed), the results worst first (cut to the request's ``top_n``), so that a client
+    trusting their order, or the input order, gets it wrong."""
+
+    def mutate(body: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+        docs = untemplate(request["query"], request["documents"]).documents
+        worst_first = sorted(range(len(docs)), key=lambda i: (scores.get(docs[i], other), -i))
+        top_n = request.get("top_n")
+        if isinstance(top_n, int) and top_n > 0:
+            worst_first = worst_first[-top_n:]
+        body["results"] = [
+            {"index": i, "relevance_score": scores.get(docs[i], other)} for i in worst_first
+        ]
+        return body
+
+    return Score(mutate=mutate)

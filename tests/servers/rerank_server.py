@@ -294,6 +294,19 @@ def duplicate_index() -> Score:
     return _tamper(fn)
 
 
+def reversed_ranking() -> Score:
+    """Score the i-th of n documents ``(i + 1) / (n + 1)``: the last document best, a ranking
+    that is the input order reversed (a test that maps results back by position, not by
+    index, passes by coincidence against the default scores far too easily)."""
+
+    def fn(results: list[dict[str, Any]], n: int) -> None:
+        for item in results:
+            item[_score_key(item)] = (item["index"] + 1) / (n + 1)
+        results.sort(key=lambda item: -item[_score_key(item)])
+
+    return _tamper(fn)
+
+
 def nan_score() -> Score:
     def fn(results: list[dict[str, Any]], n: int) -> None:
         results[0][_score_key(results[0])] = float("nan")

@@ -28,7 +28,7 @@ import typing
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from enum import IntEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 import memreranker
 from memreranker.settings import RerankerSettings
@@ -52,6 +52,7 @@ class ExitStatus(IntEnum):
     SCORING_FAILED = 1
     USAGE = 2
     FALLBACK = 3
+    INTERRUPTED = 130
 
 
 EXIT_STATUS_MEANINGS: dict[ExitStatus, str] = {
@@ -61,6 +62,7 @@ EXIT_STATUS_MEANINGS: dict[ExitStatus, str] = {
     "on stderr)",
     ExitStatus.FALLBACK: "the output is a fallback: nothing was scored; the documents are "
     "printed in input order with score 0 and flagged, and the reason is on stderr",
+    ExitStatus.INTERRUPTED: "interrupted (Ctrl-C, SIGINT)",
 }
 
 EXIT_STATUS_HELP = "exit status:\n" + "\n".join(
@@ -253,7 +255,8 @@ def add_reranker_options(parser: argparse.ArgumentParser) -> None:
         type=positive_int,
         default=None,
         metavar="N",
-        help=f"local: pairs per forward pass (default: {_default('batch_size')})",
+        help="local: pairs per forward pass (default: 16 for yes/no rerankers, 32 for "
+        "cross-encoders)",
     )
 
 
@@ -271,12 +274,7 @@ def reranker_settings(args: argparse.Namespace) -> RerankerSettings:
         if getattr(args, field, None) is not None
     }
     if args.api_key_env is not None:
-        key = os.environ.get(args.api_key_env, "").strip()
-        if not key:
-            raise UsageError(
-                f"--api-key-env: the environment variable {args.api_key_env} is not set or empty"
-            )
-        values["api_key"] = key
+        values["api_key"] = api_key_from_env(args.api_key_env)
     try:
         return RerankerSettings.model_validate(values)
     except ValidationError as exc:
@@ -285,6 +283,14 @@ def reranker_settings(args: argparse.Namespace) -> RerankerSettings:
             for e in exc.errors()
         )
         raise UsageError(problems) from None
+
+
+def api_key_from_env(name: str) -> str:
+    """``--api-key-env NAME``: the key in ``$NAME``; :class:`UsageError` if unset or empty."""
+    key = os.environ.get(name, "").strip()
+    if not key:
+        raise UsageError(f"--api-key-env: the environment variable {name} is not set or empty")
+    return key
 
 
 def build_reranker(args: argparse.Namespace) -> MemReranker:
@@ -321,14 +327,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _usage(exc)
     except KeyboardInterrupt:
         sys.stderr.write(f"{PROG}: interrupted\n")
-        return 130
+        return ExitStatus.INTERRUPTED
     except BrokenPipeError:
-        # The reader went away (`| head`): nothing left to say, and no traceback.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
+        # The reader went away (`| head`) before any output of write_output: no traceback.
+        _discard_stdout()
         return ExitStatus.OK
     finally:
         stop_logging_to_stderr()
+
+
+def write_output(write: Callable[[TextIO], None]) -> None:
+    """Run ``write(sys.stdout)`` and flush it. A reader that goes away (``| head -1``) ends
+    the output quietly, and the command still exits with its own status (3 after a fallback,
+    which a broken pipe must not turn into 0)."""
+    try:
+        write(sys.stdout)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _discard_stdout()
+
+
+def _discard_stdout() -> None:
+    # What is still buffered goes nowhere, not to a closed pipe at exit (another traceback).
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # a stdout without a file descriptor (captured)
+        pass
 
 
 @contextlib.contextmanager

@@ -12,6 +12,15 @@
     })
     memory.search("What does the user drink?", filters={"user_id": "alice"}, rerank=True)
 
+mem0 hands its reranker only the ``top_k`` memories its vector search already cut, so
+reranking there can reorder them but never bring up memory number 30. :func:`search` (and
+:func:`asearch` for ``AsyncMemory``) fetch a wider pool instead, rerank it in one core call
+and keep the best ``top_k``::
+
+    from memreranker.mem0 import search
+
+    search(memory, "What does the user drink?", top_k=5, filters={"user_id": "alice"})
+
 A translation layer, like the LangChain and LlamaIndex shells: mem0's memory dicts become
 texts (read with :func:`memreranker.memory_text.memory_text`, mem0's own rule), one
 :class:`~memreranker.MemReranker` scores them, and its results become new dicts. Settings,
@@ -26,6 +35,7 @@ are installed.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -36,10 +46,11 @@ from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
 from memreranker.integration import CORE_FIELDS, adopt_settings
 from memreranker.memory_text import memory_text
+from memreranker.pool import check_candidates, pool_size
 from memreranker.reranker import MemReranker
 from memreranker.settings import RerankerSettings
 from memreranker.types import RerankResult
-from memreranker.validation import check_top_n
+from memreranker.validation import check_query, check_top_n
 
 logger = logging.getLogger("memreranker")
 
@@ -58,7 +69,9 @@ __all__ = [
     "SCORE_KEY",
     "MemRerankerMem0",
     "MemRerankerMem0Config",
+    "asearch",
     "register",
+    "search",
 ]
 
 
@@ -181,7 +194,7 @@ class MemRerankerMem0(BaseReranker):
         """
         top_n = _check_top_k(top_k) or self.config.top_k
         memories = _memories(documents)
-        results = self._core.rerank(query, [memory_text(m) for m in memories], top_n=top_n)
+        results = self._core.rerank(query, _texts(memories), top_n=top_n)
         return [_scored(memories[result.index], result) for result in results]
 
     def close(self) -> None:
@@ -210,6 +223,122 @@ def register() -> None:
     if table.get(PROVIDER, entry) != entry:
         logger.warning("replacing mem0's reranker provider %r: %r", PROVIDER, table[PROVIDER])
     table[PROVIDER] = entry
+
+
+def search(
+    memory: Any,
+    query: str,
+    *,
+    top_k: int = 5,
+    candidates: int | None = None,
+    reranker: MemReranker | MemRerankerMem0 | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """Search a ``mem0.Memory`` over a wider pool: fetch, rerank in one core call, keep ``top_k``.
+
+    Args:
+        memory: A ``mem0.Memory`` (for ``AsyncMemory`` use :func:`asearch`).
+        query: The search query.
+        top_k: How many memories to return.
+        candidates: How many memories the vector search fetches. ``None``:
+            ``max(20, 3 * top_k)`` (why: :mod:`memreranker.pool`); never fewer than ``top_k``.
+        reranker: A ``MemReranker``, or a :class:`MemRerankerMem0` (its core is used).
+            ``None``: the memory's own reranker, when it is the ``"memreranker"`` provider.
+        **kwargs: Passed to ``memory.search`` as they are (``filters``, ``threshold``,
+            ``explain``...). ``rerank`` is not accepted: mem0's own reranking would cut the
+            pool to ``top_k`` before this one sees it.
+
+    Returns:
+        mem0's answer (``{"results": [...]}``, other keys kept) whose ``results`` are the best
+        ``top_k`` of the pool, best first: copies of mem0's dicts (its vector ``score`` kept)
+        with ``"rerank_score"``, P(yes). When scoring fails and ``on_error="fallback"``:
+        the vector order, ``rerank_score`` 0.0 and ``"rerank_fallback": True``, cut to
+        ``top_k``, with one warning, as :class:`MemRerankerMem0` does; ``on_error="raise"``
+        raises the ``MemRerankerError``.
+    """
+    if inspect.iscoroutinefunction(getattr(memory, "search", None)):
+        raise TypeError("memory.search is async (an AsyncMemory): use memreranker.mem0.asearch")
+    core, query, options = _pool_call(memory, query, top_k, candidates, reranker, kwargs)
+    found = memory.search(query, **options)
+    memories = _pool(found)
+    results = core.rerank(query, _texts(memories), top_n=top_k) if memories else []
+    return _pool_answer(found, memories, results)
+
+
+async def asearch(
+    memory: Any,
+    query: str,
+    *,
+    top_k: int = 5,
+    candidates: int | None = None,
+    reranker: MemReranker | MemRerankerMem0 | None = None,
+    **kwargs: Any,
+) -> dict[str, Any]:
+    """:func:`search` for a ``mem0.AsyncMemory``: awaits its ``search`` and the core's
+    ``arerank`` (local inference runs off the event loop)."""
+    if not inspect.iscoroutinefunction(getattr(memory, "search", None)):
+        raise TypeError("memory.search is not async (a mem0.Memory): use memreranker.mem0.search")
+    core, query, options = _pool_call(memory, query, top_k, candidates, reranker, kwargs)
+    memories = _pool(found := await memory.search(query, **options))
+    results = await core.arerank(query, _texts(memories), top_n=top_k) if memories else []
+    return _pool_answer(found, memories, results)
+
+
+def _pool_call(
+    memory: Any,
+    query: Any,
+    top_k: Any,
+    candidates: Any,
+    reranker: Any,
+    kwargs: dict[str, Any],
+) -> tuple[MemReranker, str, dict[str, Any]]:
+    """The core, the query and the ``memory.search`` arguments of a pooled search."""
+    query = check_query(query)
+    kept = _check_top_k(top_k)
+    if kept is None or kept == 0:
+        raise ValueError(f"top_k must be a positive int, got {top_k!r}")
+    pool = pool_size(kept, check_candidates(candidates))
+    for name in ("rerank", "top_k", "limit"):
+        if name in kwargs:
+            raise TypeError(
+                f"{name} is not a pass-through argument here: the pool is fetched with "
+                "rerank off and top_k=candidates, then reranked and cut to top_k"
+            )
+    if reranker is None:
+        reranker = getattr(memory, "reranker", None)
+        if not isinstance(reranker, MemRerankerMem0):
+            raise TypeError(
+                "pass reranker= (a MemReranker): this memory's reranker is not the "
+                f"'{PROVIDER}' provider"
+            )
+    if isinstance(reranker, MemRerankerMem0):
+        reranker = reranker.reranker
+    if not isinstance(reranker, MemReranker):
+        raise TypeError(
+            "reranker must be a MemReranker, a MemRerankerMem0 or None, "
+            f"got {type(reranker).__name__}"
+        )
+    return reranker, query, {**kwargs, "top_k": pool, "rerank": False}
+
+
+def _pool(found: Any) -> list[Mapping[str, Any]]:
+    if not isinstance(found, Mapping) or not isinstance(found.get("results"), list):
+        raise TypeError(
+            "memory.search returned no {'results': [...]} dict (a mem0 version before 1.1?), "
+            f"got {type(found).__name__}"
+        )
+    return _memories(found["results"])
+
+
+def _pool_answer(
+    found: Mapping[str, Any], memories: list[Mapping[str, Any]], results: list[RerankResult]
+) -> dict[str, Any]:
+    return {**found, "results": [_scored(memories[result.index], result) for result in results]}
+
+
+def _texts(memories: Sequence[Mapping[str, Any]]) -> list[str]:
+    # Every memory's text comes from here (one place to add its fields later).
+    return [memory_text(memory) for memory in memories]
 
 
 def _check_top_k(top_k: Any) -> int | None:

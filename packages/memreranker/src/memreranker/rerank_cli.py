@@ -20,6 +20,7 @@ from memreranker.cli import (
     build_reranker,
     positive_int,
     probability,
+    write_output,
 )
 from memreranker.types import RerankResult
 
@@ -132,10 +133,8 @@ def run(args: argparse.Namespace) -> int:
             return ExitStatus.SCORING_FAILED
         except (TypeError, ValueError) as exc:  # caller mistakes, InputTooLongError included
             raise UsageError(one_line(exc, 1000)) from None
-    if args.json:
-        write_json(results, documents, sys.stdout)
-    else:
-        write_table(results, documents, sys.stdout)
+    write = write_json if args.json else write_table
+    write_output(lambda out: write(results, documents, out))
     # All or nothing: one fallback result means the whole call fell back.
     return ExitStatus.FALLBACK if any(r.is_fallback for r in results) else ExitStatus.OK
 
@@ -164,9 +163,8 @@ def read_documents(source: str, fmt: str = "auto") -> Documents:
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise UsageError(
-                f"{name}: not UTF-8 text (byte {exc.start} cannot be decoded)"
-            ) from None
+            line = raw.count(b"\n", 0, exc.start) + 1
+            raise UsageError(f"{name}: not UTF-8 text (line {line})") from None
     else:
         text = raw.removeprefix("\ufeff")
     return parse_documents(text, fmt, name=name)
@@ -196,6 +194,8 @@ def _json_list(text: str, name: str) -> list[str]:
             f"{name}: not a valid JSON list (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
             f"{hint}"
         ) from None
+    except RecursionError:  # CPython's parser gives up on very deep nesting
+        raise UsageError(f"{name}: JSON nested too deeply (expected a list of strings)") from None
     if not isinstance(data, list):
         raise UsageError(f"{name}: JSON documents must be a list of strings, got {_kind(data)}")
     for i, item in enumerate(data):

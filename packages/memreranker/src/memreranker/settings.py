@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from memreranker.sealed import SealedSecret, seal
 
@@ -224,6 +224,18 @@ class RerankerSettings(BaseModel):
         gt=0,
         description="Seconds an open circuit fails fast before letting a probe call through.",
     )
+
+    @field_validator("api_key")
+    @classmethod
+    def _check_api_key(cls, key: SecretStr | None) -> SecretStr | None:
+        # The key goes into an HTTP header: a character outside ASCII would fail every call
+        # with an encoding error whose chained cause quotes "Bearer <key>". Never echo it.
+        if key is not None and not key.get_secret_value().isascii():
+            raise ValueError(
+                "api_key must be ASCII text (it is sent in an HTTP header); the key given has "
+                "a character outside ASCII (the key is not shown)"
+            )
+        return key
 
     @model_validator(mode="after")
     def _check_prompt_format(self) -> RerankerSettings:

@@ -44,6 +44,12 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
             Never applied on fallback, whose scores are unknown rather than low.
         keep_retrieval_score: Copy the first-stage score to
             ``metadata["retrieval_score"]`` of the returned nodes.
+        metadata_mode: Which of a node's metadata is scored with its text:
+            ``MetadataMode.EMBED`` (the default, what the embedding saw in a vector index),
+            or ``MetadataMode.NONE`` for the text alone. A ``VectorMemoryBlock`` of
+            ``llama_index.core.memory.Memory`` embeds its nodes' text alone and gives them
+            only a ``session_id`` metadata key: use ``MetadataMode.NONE`` there (see the
+            README, "Agent memory").
         **settings: Any field of :class:`memreranker.RerankerSettings`.
 
     Returns new ``NodeWithScore`` objects holding deep copies of the nodes (metadata and
@@ -57,6 +63,10 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
     keep_retrieval_score: bool = Field(
         default=False,
         description='Keep the first-stage score in metadata["retrieval_score"].',
+    )
+    metadata_mode: MetadataMode = Field(
+        default=MetadataMode.EMBED,
+        description="The metadata scored with a node's text (NONE: the text alone).",
     )
 
     @classmethod
@@ -77,7 +87,7 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         with self.callback_manager.event(
             CBEventType.RERANKING, payload=self._payload(nodes, query)
         ) as event:
-            results = self._rerank_texts(query, _texts(nodes))
+            results = self._rerank_texts(query, _texts(nodes, self.metadata_mode))
             return self._end(nodes, results, event)
 
     @dispatcher.span
@@ -90,7 +100,7 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         with self.callback_manager.event(
             CBEventType.RERANKING, payload=self._payload(nodes, query)
         ) as event:
-            results = await self._arerank_texts(query, _texts(nodes))
+            results = await self._arerank_texts(query, _texts(nodes, self.metadata_mode))
             return self._end(nodes, results, event)
 
     def _event_top_n(self, nodes: list[NodeWithScore]) -> int:
@@ -151,5 +161,5 @@ def _check_nodes(nodes: Any) -> None:
             raise TypeError(f"nodes[{i}] must be a NodeWithScore, got {type(node).__name__}")
 
 
-def _texts(nodes: list[NodeWithScore]) -> list[str]:
-    return [n.node.get_content(metadata_mode=MetadataMode.EMBED) for n in nodes]
+def _texts(nodes: list[NodeWithScore], mode: MetadataMode) -> list[str]:
+    return [n.node.get_content(metadata_mode=mode) for n in nodes]

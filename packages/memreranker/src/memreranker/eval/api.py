@@ -14,6 +14,7 @@ from memreranker.eval.metrics import STAT_TESTS, StatTest, ranking_metrics, thre
 from memreranker.eval.report import Report, SystemResult
 from memreranker.eval.runner import EvalProgress, RunResult, first_stage_run, run_reranker
 from memreranker.eval.specs import BASELINE, RerankerSpec, parse_spec
+from memreranker.http.protocol import redact_urls
 from memreranker.reranker import MemReranker
 
 Rerankers = Mapping[str, MemReranker] | Sequence[MemReranker | str]
@@ -36,7 +37,8 @@ def evaluate(
         rerankers: ``{name: MemReranker}``, or a sequence of ``MemReranker`` (named by
             their backend label) and spec strings (``"local:PATH"``, ``"memos:MODEL"``,
             ``"vllm:MODEL@URL"``, ``"tei:URL"``, optionally ``"NAME=..."``). Rerankers built
-            from specs are closed at the end; yours are left open.
+            from specs are closed at the end; yours are left open. The credentials of a URL
+            in a name are shown as ``***`` (``http://***@host``) everywhere.
         threshold: The P(yes) at or above which a pair counts as judged relevant (F1).
         stat_test: The paired test of each reranker against the baseline, per query:
             ``"student"`` (t-test) or ``"fisher"`` (randomization), as ranx computes them.
@@ -124,10 +126,12 @@ def _named(rerankers: Rerankers) -> list[tuple[str, MemReranker | RerankerSpec]]
             raise TypeError(
                 f"rerankers: expected a MemReranker or a spec string, got {type(item).__name__}"
             )
-    names = [name for name, _ in items]
-    for name in names:
+    for name, _ in items:
         if not isinstance(name, str) or not name:
             raise ValueError(f"rerankers: a name must be a non-empty string, got {name!r}")
+    items = [(redact_urls(name), item) for name, item in items]
+    names = [name for name, _ in items]
+    for name in names:
         if name == BASELINE:
             raise ValueError(f"rerankers: the name {BASELINE!r} is the baseline's")
         if names.count(name) > 1:

@@ -24,6 +24,7 @@ from memreranker.cli import (
     Subparsers,
     UsageError,
     add_command,
+    api_key_from_env,
     non_negative_int,
     positive_float,
     positive_int,
@@ -89,6 +90,13 @@ def register(subparsers: Subparsers) -> None:
     p.add_argument("--batch-size", type=positive_int, default=None, help="pairs per forward pass")
     p.add_argument("--timeout", type=positive_float, default=None, help="seconds per HTTP attempt")
     p.add_argument("--max-retries", type=non_negative_int, default=None, help="HTTP retries")
+    p.add_argument(
+        "--api-key-env",
+        default=None,
+        metavar="NAME",
+        help="give the key in the environment variable NAME to every hosted reranker (vllm, "
+        "tei, memos; memos reads $MEMOS_API_KEY without it); never on the command line",
+    )
     p.add_argument("--on-error", choices=["fallback", "raise"], default="fallback")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(run=run)
@@ -165,6 +173,11 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         raise ValueError("give a data file or --sample (one of them)")
     categories = _categories(args.category)
     specs = [parse_spec(s) for s in args.reranker]  # every spec checked before any work
+    if args.plot:
+        from memreranker.eval.plot import check_plot_path
+
+        check_plot_path(args.plot)
+    key = None if args.api_key_env is None else api_key_from_env(args.api_key_env)
     dataset = load_dataset(
         SAMPLE_DATA if args.sample else args.data,
         format=args.format,
@@ -184,7 +197,8 @@ def _prepare(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         for spec in specs:
             if spec.name in rerankers:
                 raise ValueError(f"two rerankers are named {spec.name!r} (name them NAME=SPEC)")
-            rerankers[spec.name] = spec.build(**options)
+            hosted = {} if key is None or spec.backend == "local" else {"api_key": key}
+            rerankers[spec.name] = spec.build(**options, **hosted)
     except BaseException:
         for reranker in rerankers.values():
             reranker.close()

@@ -71,12 +71,7 @@ def load_dataset(
     ):
         raise ValueError(f"candidates must be a positive integer or None, got {candidates!r}")
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read: {exc}") from None
+    text = _read_text(path)
     if format == "auto":
         format = "locomo" if text.lstrip().startswith("[") else "jsonl"
     if format == "jsonl":
@@ -98,19 +93,44 @@ def load_dataset(
     return dataset
 
 
+def _read_text(path: Path) -> str:
+    """The file as text: UTF-8, with or without a byte-order mark (as ``rerank`` reads it)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise DatasetError(f"{path}:{line}: not UTF-8 text") from None
+
+
+def _loads(text: str, where: str, *, with_line: bool) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        at = f"line {exc.lineno} column {exc.colno}" if with_line else f"column {exc.colno}"
+        raise DatasetError(f"{where}: not valid JSON ({exc.msg}, {at})") from None
+    except RecursionError:  # CPython's parser gives up on very deep nesting
+        raise DatasetError(f"{where}: JSON nested too deeply") from None
+
+
 def read_jsonl(text: str, *, name: str = "<jsonl>") -> Dataset:
     """Parse the JSONL format (see the module docstring)."""
     queries: list[EvalQuery] = []
     seen: set[str] = set()
     skipped: Counter[str] = Counter()
-    for lineno, line in enumerate(text.splitlines(), 1):
+    # Lines end at "\n" only (as for `rerank`): str.splitlines() would also split inside a
+    # document holding U+2028 or U+0085, which json.dumps(ensure_ascii=False) writes as is.
+    for lineno, line in enumerate(text.removeprefix("\ufeff").split("\n"), 1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         where = f"{name}:{lineno}"
-        try:
-            item = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{where}: not valid JSON ({exc.msg}, column {exc.colno})") from None
+        item = _loads(line, where, with_line=False)
         query = _jsonl_query(item, where, default_id=str(lineno))
         if query.id in seen:
             raise DatasetError(f"{where}: duplicate id {query.id!r}")
@@ -192,22 +212,22 @@ def read_locomo(
     such as ``"D8:6; D9:17"``); ids that are not a turn of the conversation are dropped and a
     question left without evidence is skipped, both counted in :attr:`Dataset.skipped`.
     """
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise DatasetError(
-            f"{name}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno})"
-        ) from None
+    data = _loads(text.removeprefix("\ufeff"), name, with_line=True)
     if not isinstance(data, list):
         raise DatasetError(f"{name}: a LOCOMO file is a JSON list of samples")
     wanted = None if categories is None else {int(c) for c in categories}
     queries: list[EvalQuery] = []
     skipped: Counter[str] = Counter()
+    sample_ids: set[str] = set()
     for s, sample in enumerate(data):
         where = f"{name}: sample {s}"
         if not isinstance(sample, dict) or not isinstance(sample.get("conversation"), dict):
             raise DatasetError(f'{where}: expected an object with a "conversation" object')
         sample_id = str(sample.get("sample_id", s))
+        # Query ids are "<sample_id>/<k>": two samples with one id would merge silently.
+        if sample_id in sample_ids:
+            raise DatasetError(f"{where}: duplicate sample_id {sample_id!r}")
+        sample_ids.add(sample_id)
         where = f"{name}: sample {sample_id}"
         turn_ids, turns = _locomo_turns(sample["conversation"], where)
         known = set(turn_ids)

@@ -3,9 +3,37 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from memreranker.eval.metrics import METRICS
 from memreranker.eval.report import Report
+
+
+def check_plot_path(path: str | os.PathLike[str]) -> None:
+    """``ValueError`` unless a chart can be written at ``path`` (its directory exists and
+    is writable, it is not a directory, matplotlib knows its format): checked before an
+    evaluation, not found out after it."""
+    target = Path(path)
+    where = f"cannot write the plot {os.fspath(path)}"
+    if target.is_dir():
+        raise ValueError(f"{where}: it is a directory")
+    folder = target.parent
+    if not folder.is_dir():
+        raise ValueError(f"{where}: no such directory {folder}")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{where}: the directory {folder} is not writable")
+    if target.exists() and not os.access(target, os.W_OK):
+        raise ValueError(f"{where}: the file is not writable")
+    suffix = target.suffix.lower().removeprefix(".")
+    if suffix:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        formats = FigureCanvasBase.get_supported_filetypes()
+        if suffix not in formats:
+            raise ValueError(
+                f"{where}: unknown image format .{suffix} (use one of "
+                f"{', '.join('.' + f for f in sorted(formats))})"
+            )
 
 
 def plot_report(report: Report, path: str | os.PathLike[str]) -> None:

@@ -2,7 +2,8 @@
 
 ``[NAME=]local:PATH_OR_HUB_ID``, ``[NAME=]memos:MODEL`` (``memos:`` alone: the default
 model), ``[NAME=]vllm:MODEL@URL`` and ``[NAME=]tei:URL``. Each builds an ordinary
-:class:`memreranker.MemReranker`; ``NAME`` (default: the spec itself) labels it in reports.
+:class:`memreranker.MemReranker`; ``NAME`` (default: the spec itself, with the credentials of
+its URL, if any, shown as ``***``) labels it in reports.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from memreranker.http.protocol import redact_urls
 from memreranker.reranker import MemReranker
 
 BASELINE = "first-stage"
@@ -38,9 +40,17 @@ class RerankerSpec:
 
 
 def parse_spec(spec: str) -> RerankerSpec:
-    """Parse ``[NAME=]BACKEND:ARGUMENT``; a ``ValueError`` says which part is wrong."""
+    """Parse ``[NAME=]BACKEND:ARGUMENT``; a ``ValueError`` says which part is wrong (quoting
+    the spec without the credentials of its URL)."""
     if not isinstance(spec, str):
         raise TypeError(f"a reranker spec must be a string, got {type(spec).__name__}")
+    try:
+        return _parse(spec)
+    except ValueError as exc:
+        raise ValueError(redact_urls(str(exc))) from None
+
+
+def _parse(spec: str) -> RerankerSpec:
     name, body = None, spec.strip()
     head, sep, rest = body.partition("=")
     if sep and _NAME.fullmatch(head):
@@ -48,7 +58,7 @@ def parse_spec(spec: str) -> RerankerSpec:
     backend, sep, argument = body.partition(":")
     if not sep:
         raise ValueError(f"reranker spec {spec!r}: expected {SPEC_FORMS}")
-    name = name or body
+    name = name or redact_urls(body)  # a name is printed: reports, plots, stderr
     if name == BASELINE:
         raise ValueError(f"reranker spec {spec!r}: the name {BASELINE!r} is the baseline's")
     if backend == "local":

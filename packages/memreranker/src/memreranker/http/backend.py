@@ -111,6 +111,8 @@ def _key(settings: RerankerSettings, *, env: str | None) -> str | None:
         return None
     if any(ch.isspace() or not ch.isprintable() for ch in key):
         raise ValueError("the API key contains whitespace or control characters")
+    if not key.isascii():  # ${env} too: it goes into an HTTP header
+        raise ValueError("the API key has a character outside ASCII (it goes into an HTTP header)")
     return key
 
 

@@ -31,6 +31,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -175,12 +176,36 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, f"{_REDACTED}@{host}", parts.path, parts.query, ""))
 
 
+# scheme://userinfo@ (the last "@" before the path: a password may hold a raw "@").
+_URL_CREDENTIALS = re.compile(r"\b([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#]*@")
+
+
+def redact_urls(text: str) -> str:
+    """``text`` with the ``user:password@`` part of every URL in it replaced by ``***@``
+    (names, specs and messages that may quote a URL)."""
+    return _URL_CREDENTIALS.sub(rf"\1{_REDACTED}@", text)
+
+
 def scrub(text: str, secret: str | None) -> str:
-    """Replace ``secret`` in ``text`` by ``***``; cap the length of the text."""
+    """Replace ``secret`` in ``text`` by ``***``, then cap the length of the text.
+
+    In that order: cut first, a key straddling the cap would escape the replacement and
+    show its head. Should the cut text still end with the start of the key (a text that held
+    it cut short), that start goes too.
+    """
     if secret:
         text = text.replace(secret, _REDACTED)
     if len(text) > _MAX_MESSAGE:
-        text = text[:_MAX_MESSAGE] + "..."
+        text = _drop_key_head(text[:_MAX_MESSAGE], secret) + "..."
+    return text
+
+
+def _drop_key_head(text: str, secret: str | None) -> str:
+    """``text`` without a tail that is the beginning of ``secret`` (a key cut in two)."""
+    if secret:
+        for n in range(min(len(secret), len(text)), 0, -1):
+            if text.endswith(secret[:n]):
+                return text[:-n]
     return text
 
 
@@ -232,9 +257,19 @@ def parse_reply(endpoint: Endpoint, request: HTTPRequest, reply: HTTPReply) -> l
     Indices are local to the request. Raises:
         AuthenticationError / RateLimitError / ServiceError: the service reported an error
             (HTTP status or MemOS ``code``), with its status, code and message.
-        InvalidResponseError: a success reply that cannot be trusted (bad JSON, missing or
-            duplicate indices, scores that are not finite numbers in [0, 1]...).
+        InvalidResponseError: a success reply that cannot be trusted (bad JSON, JSON nested
+            too deeply, missing or duplicate indices, scores that are not finite numbers in
+            [0, 1]...).
     """
+    try:
+        return _parse_reply(endpoint, request, reply)
+    except RecursionError:  # json, repr and json.dumps give up on very deep nesting
+        raise InvalidResponseError(
+            "reply is JSON nested too deeply to be read", status=reply.status
+        ) from None
+
+
+def _parse_reply(endpoint: Endpoint, request: HTTPRequest, reply: HTTPReply) -> list[Scored]:
     status = reply.status
     body, json_error = _decode(reply.body)
     if not 200 <= status < 300:
@@ -343,6 +378,8 @@ def _decode(raw: bytes) -> tuple[Any, str | None]:
         return json.loads(raw.decode("utf-8")), None
     except (UnicodeDecodeError, ValueError) as exc:
         return None, type(exc).__name__
+    except RecursionError:
+        return None, "nested too deeply"
 
 
 def _find_results(body: dict[str, Any]) -> Any:
@@ -377,13 +414,13 @@ def _error_message(body: Any) -> str | None:
         message = error.get("message")
         if message is not None:
             return str(message)
-        return json.dumps(error)[:_MAX_MESSAGE]
+        return json.dumps(error)  # cut after scrubbing, by Endpoint.scrub
     if isinstance(error, str):
         return error
     for key in ("message", "msg", "detail"):
         value = body.get(key)
         if value is not None:
-            return value if isinstance(value, str) else json.dumps(value)[:_MAX_MESSAGE]
+            return value if isinstance(value, str) else json.dumps(value)
     return None
 
 
@@ -423,7 +460,9 @@ def _error_from_body(endpoint: Endpoint, status: int, body: Any, raw: bytes) -> 
 
 
 def _snippet(raw: bytes) -> str:
-    return raw[:_MAX_MESSAGE].decode("utf-8", errors="replace").strip()
+    # Whole, not cut: only Endpoint.scrub cuts, after taking the key out (a key straddling
+    # a cut made here would keep its head). The body is already capped by max_response_bytes.
+    return raw.decode("utf-8", errors="replace").strip()
 
 
 def _describe(value: Any) -> str:
