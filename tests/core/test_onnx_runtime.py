@@ -147,7 +147,7 @@ def test_seq_cls_fp32_matches_cross_encoder_predict(
     assert max(got) - min(got) > 0.2
 
 
-def test_int8_is_the_quantized_file_and_flashrank_agrees(
+def test_int8_is_the_quantized_file_and_flashrank_agrees_on_the_fp32_file(
     bert_onnx: MemReranker, tiny_cross_encoder: Path, tmp_path: Path
 ) -> None:
     import onnx
@@ -164,11 +164,13 @@ def test_int8_is_the_quantized_file_and_flashrank_agrees(
     want = scores(bert_onnx, DOCS)
     assert 0 < worst(got, want) < 0.25  # a tiny random BERT quantizes coarsely (README)
 
-    # FlashRank on the very same int8 file (its offline layout) gives the same scores.
+    # FlashRank on the very same fp32 file (its offline layout) gives the same scores. (Not
+    # compared on the int8 file: dynamic quantization scales activations per session run,
+    # so int8 scores depend on which pairs share a run, and FlashRank runs them all at once.)
     name = "ms-marco-MiniLM-L-12-v2"
     home = tmp_path / name
     home.mkdir()
-    shutil.copyfile(int8_file, home / model_file_map[name])
+    shutil.copyfile(fp32_file, home / model_file_map[name])
     for filename in ("tokenizer.json", "tokenizer_config.json", "config.json"):
         shutil.copyfile(tiny_cross_encoder / filename, home / filename)
     specials = CrossEncoder(str(tiny_cross_encoder)).tokenizer.special_tokens_map
@@ -177,7 +179,7 @@ def test_int8_is_the_quantized_file_and_flashrank_agrees(
     passages = [{"id": i, "text": d} for i, d in enumerate(DOCS)]
     ranked = ranker.rerank(RerankRequest(query=QUERY, passages=passages))
     flash = {p["id"]: float(p["score"]) for p in ranked}
-    assert worst(got, [flash[i] for i in range(len(DOCS))]) <= 1e-5
+    assert worst(want, [flash[i] for i in range(len(DOCS))]) <= 1e-5
 
 
 def test_progress_per_batch_and_close_frees_the_session(tiny_cross_encoder: Path) -> None:
