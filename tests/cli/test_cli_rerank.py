@@ -18,7 +18,14 @@ from servers import Hang, Reply, RerankServer, Score, deterministic_score, rever
 
 import memreranker
 from memreranker import MemReranker
-from memreranker.cli import EXIT_STATUS_HELP, ExitStatus, build_parser, main, reranker_settings
+from memreranker.cli import (
+    EXIT_STATUS_HELP,
+    ExitStatus,
+    UsageError,
+    build_parser,
+    main,
+    reranker_settings,
+)
 from memreranker.settings import RerankerSettings
 
 QUERY = "What does the user like to drink?"
@@ -138,9 +145,6 @@ def test_every_option_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> N
             "--base-url", "http://127.0.0.1:1",
             "--instruction", "Find the user's drinks",
             "--on-error", "raise",
-            "--device", "cpu",
-            "--dtype", "bfloat16",
-            "--batch-size", "3",
             "--timeout", "1.5",
             "--max-retries", "4",
             "--api-key-env", "MY_RERANK_KEY",
@@ -152,12 +156,19 @@ def test_every_option_reaches_the_settings(monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.base_url == "http://127.0.0.1:1"
     assert settings.instruction == "Find the user's drinks"
     assert settings.on_error == "raise"
-    assert settings.device == "cpu"
-    assert settings.dtype == "bfloat16"
-    assert settings.batch_size == 3
     assert settings.timeout == 1.5
     assert settings.max_retries == 4
     assert settings.api_key is not None and settings.api_key.get_secret_value() == "sk-from-env"
+    # The local backend's options (a hosted backend refuses them: they would do nothing).
+    local_options = ["--device", "cpu", "--dtype", "bfloat16", "--batch-size", "3"]
+    local = reranker_settings(build_parser().parse_args(["rerank", "-q", QUERY, *local_options]))
+    assert (local.device, local.dtype, local.batch_size) == ("cpu", "bfloat16", 3)
+    with pytest.raises(UsageError, match="device applies to the local backend, not 'vllm'"):
+        reranker_settings(
+            build_parser().parse_args(
+                ["rerank", "-q", QUERY, "--backend", "vllm", "--device", "cpu"]
+            )
+        )
     # Options left out keep the core's defaults (and its environment variables).
     plain = reranker_settings(build_parser().parse_args(["rerank", "-q", QUERY]))
     assert plain == RerankerSettings()

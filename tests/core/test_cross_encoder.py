@@ -83,7 +83,7 @@ def assert_close(got: list[float], want: list[float], tol: float = 1e-5) -> None
 
 
 def engine_of(reranker: MemReranker) -> str:
-    return reranker._backend.load().name  # type: ignore[attr-defined]
+    return reranker.backend.load().name  # type: ignore[attr-defined]
 
 
 # BERT cross-encoder ------------------------------------------------------------------
@@ -140,7 +140,7 @@ def test_truncate_false_refuses_pairs_over_max_length(
 
 def test_max_length_never_exceeds_the_model(bert: MemReranker) -> None:
     # The default 8192 would overrun BERT's 512 position embeddings; 600 words must still score.
-    engine = bert._backend.load()  # type: ignore[attr-defined]
+    engine = bert.backend.load()  # type: ignore[attr-defined]
     assert engine.max_length == 512
     assert len(scores(bert, QUERY, ["word " * 600])) == 1
 
@@ -163,8 +163,8 @@ def test_bert_batch_size_and_duplicates(tiny_cross_encoder: Path, batch_size: in
 def test_default_batch_sizes(tiny_cross_encoder: Path, tiny_model: Path) -> None:
     # CrossEncoder.predict's 32 through sentence-transformers (faster there than 16 on CPU);
     # the yes/no engines keep 16.
-    ce = MemReranker(model=str(tiny_cross_encoder))._backend.load()  # type: ignore[attr-defined]
-    yes_no = MemReranker(model=str(tiny_model))._backend.load()  # type: ignore[attr-defined]
+    ce = MemReranker(model=str(tiny_cross_encoder)).backend.load()  # type: ignore[attr-defined]
+    yes_no = MemReranker(model=str(tiny_model)).backend.load()  # type: ignore[attr-defined]
     assert (ce.batch_size, yes_no.batch_size) == (32, 16)
 
 
@@ -188,7 +188,7 @@ def test_classic_cross_encoder_ignores_an_instruction_with_one_warning(
 
 def test_dtype_and_score_cache(tiny_cross_encoder: Path) -> None:
     bf16 = MemReranker(model=str(tiny_cross_encoder), dtype="bfloat16", score_cache_size=64)
-    engine = bf16._backend.load()  # type: ignore[attr-defined]
+    engine = bf16.backend.load()  # type: ignore[attr-defined]
     assert next(engine.model.model.parameters()).dtype == torch.bfloat16
     got = scores(bf16, QUERY, DOCS)
     assert_close(got, predict(tiny_cross_encoder, DOCS), tol=5e-2)
@@ -221,11 +221,11 @@ def test_shared_by_threads(bert: MemReranker) -> None:
 
 def test_loads_lazily_once(tiny_cross_encoder: Path) -> None:
     reranker = MemReranker(model=str(tiny_cross_encoder))
-    assert reranker._backend._engine is None  # type: ignore[attr-defined]
+    assert reranker.backend._engine is None  # type: ignore[attr-defined]
     reranker.rerank(QUERY, DOCS[:2])
-    engine = reranker._backend.load()  # type: ignore[attr-defined]
+    engine = reranker.backend.load()  # type: ignore[attr-defined]
     reranker.rerank(QUERY, DOCS[:2])
-    assert reranker._backend.load() is engine  # type: ignore[attr-defined]
+    assert reranker.backend.load() is engine  # type: ignore[attr-defined]
 
 
 # Refusals -----------------------------------------------------------------------------
@@ -356,7 +356,7 @@ def test_exact_engine_is_checked_against_sentence_transformers(
     from memreranker.local.checkpoint import inspect_checkpoint
     from memreranker.local.crossencoder import yes_no_view
 
-    reference = seq_cls["crossencoder"]._backend.load()  # type: ignore[attr-defined]
+    reference = seq_cls["crossencoder"].backend.load()  # type: ignore[attr-defined]
     settings = seq_cls["prefix"].settings
     view = yes_no_view(reference.model, inspect_checkpoint(str(tiny_qwen3_cross_encoder)))
     assert view is not None

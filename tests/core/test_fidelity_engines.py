@@ -44,7 +44,7 @@ def test_engine_matches_model_card(
     reranker = MemReranker(
         model=str(other_model), engine=engine, max_length=max_length, on_error="raise"
     )
-    ran = reranker._backend.load()  # type: ignore[attr-defined]
+    ran = reranker.backend.load()  # type: ignore[attr-defined]
     assert type(ran) is ENGINES[engine], f"engine={engine!r} ran {type(ran).__name__}"
     by_index = {r.index: r.score for r in reranker.rerank(QUERY, DOCS)}
     got = [by_index[i] for i in range(len(DOCS))]
@@ -54,4 +54,4 @@ def test_engine_matches_model_card(
 
 def test_the_default_engine_is_the_prefix_engine(other_model: Path) -> None:  # noqa: F811
     reranker = MemReranker(model=str(other_model))
-    assert type(reranker._backend.load()) is PrefixCacheEngine  # type: ignore[attr-defined]
+    assert type(reranker.backend.load()) is PrefixCacheEngine  # type: ignore[attr-defined]

@@ -29,7 +29,7 @@ def vllm(server: RerankServer, **options: object) -> MemReranker:
 
 
 def clients(rr: MemReranker) -> dict[int, object]:
-    transport = rr._backend._async  # type: ignore[attr-defined]
+    transport = rr.backend._async  # type: ignore[attr-defined]
     assert isinstance(transport, AsyncTransport)
     return transport._clients
 
@@ -39,7 +39,7 @@ async def test_native_async_call(rerank_server: RerankServer) -> None:
     rr = vllm(rerank_server)
     got = await rr.arerank("hiking chess", DOCS, top_n=2)
     assert [(r.index, r.score) for r in got] == expected("hiking chess")[:2]
-    await rr._backend.aclose()  # type: ignore[attr-defined]
+    await rr.backend.aclose()  # type: ignore[attr-defined]
     assert clients(rr) == {}
 
 
@@ -50,7 +50,7 @@ async def test_concurrent_calls_share_one_pooled_client(rerank_server: RerankSer
     assert all([(r.index, r.score) for r in got] == expected("hiking") for got in results)
     assert len(clients(rr)) == 1
     assert rerank_server.peak_in_flight > 1
-    await rr._backend.aclose()  # type: ignore[attr-defined]
+    await rr.backend.aclose()  # type: ignore[attr-defined]
 
 
 def test_two_asyncio_runs_on_one_instance(rerank_server: RerankServer) -> None:
@@ -132,7 +132,7 @@ async def test_close_from_inside_a_running_loop(rerank_server: RerankServer) -> 
     assert clients(rr) == {}
     got = await rr.arerank("tea", DOCS)
     assert not got[0].is_fallback
-    await rr._backend.aclose()  # type: ignore[attr-defined]
+    await rr.backend.aclose()  # type: ignore[attr-defined]
 
 
 async def test_cancellation_propagates(rerank_server: RerankServer) -> None:
@@ -143,4 +143,4 @@ async def test_cancellation_propagates(rerank_server: RerankServer) -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    await rr._backend.aclose()  # type: ignore[attr-defined]
+    await rr.backend.aclose()  # type: ignore[attr-defined]

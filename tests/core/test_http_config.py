@@ -62,7 +62,7 @@ def test_arguments_win_over_environment(
 
 def test_documented_default_base_url() -> None:
     rr = MemReranker("memos", api_key=KEY)
-    assert rr._backend.endpoint_url == DEFAULT_MEMOS_BASE_URL + "/rerank"  # type: ignore[attr-defined]
+    assert rr.backend.endpoint_url == DEFAULT_MEMOS_BASE_URL + "/rerank"  # type: ignore[attr-defined]
     assert rr.name == "memos:memos-reranker-0.6b"
 
 
@@ -140,7 +140,7 @@ def test_secret_never_in_repr_errors_or_logs(
     rr = MemReranker(
         "memos", api_key=KEY, base_url=rerank_server.memos_base_url, on_error="raise", **FAST
     )
-    texts = [repr(rr), str(rr), repr(rr._backend), repr(rr.settings), str(rr.settings)]
+    texts = [repr(rr), str(rr), repr(rr.backend), repr(rr.settings), str(rr.settings)]
     texts.append(rr.settings.model_dump_json())
     texts.append(str(rr.settings.model_dump()))
     # Servers that echo the Authorization header back in their errors.

@@ -601,3 +601,29 @@ def test_merge_shifts_indices() -> None:
     merged = batching.merge([(range(0, 2), [(1, 0.2), (0, 0.1)]), (range(2, 5), [(2, 0.9)])])
     assert merged == [(1, 0.2), (0, 0.1), (4, 0.9)]
     assert not math.isnan(merged[0][1])
+
+
+def test_one_error_policy_table_decides_type_retry_and_circuit() -> None:
+    """protocol.py (the type), retry.py (retried?) and circuit.py (counted?) all read
+    http/error_policy.py: each row, as a real error reply, gets exactly its rule."""
+    from memreranker.http.circuit import is_service_failure
+    from memreranker.http.error_policy import BY_CODE, BY_STATUS
+
+    request = build_request(MEMOS, "q", ["a"], None)
+    cases = [(status, None, rule) for status, rule in BY_STATUS.items()]
+    cases += [(200, code, rule) for code, rule in BY_CODE.items()]
+    for status, code, rule in cases:
+        body = {"code": code, "message": "no"} if code is not None else {"message": "no"}
+        with pytest.raises(ServiceError) as caught:
+            parse_reply(MEMOS, request, reply(body, status=status))
+        error = caught.value
+        assert type(error) is rule.error, (status, code)
+        assert POLICY.is_retryable(error) is rule.retried, (status, code)
+        assert is_service_failure(error) is rule.counts, (status, code)
+    # MemOS 40304, quota exceeded: a rate-limit error, not retried (waiting does not
+    # restore a quota), counted against the circuit (every call fails alike until it is).
+    assert (BY_CODE[40304].error, BY_CODE[40304].retried, BY_CODE[40304].counts) == (
+        RateLimitError,
+        False,
+        True,
+    )

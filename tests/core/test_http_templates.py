@@ -23,7 +23,7 @@ from servers.clients import FAST, MODES, rerank
 
 from memreranker import InputTooLongError, MemReranker, RerankerSettings
 from memreranker.http.batching import estimate_tokens
-from memreranker.local.prompt import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_body
+from memreranker.prompt import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_body
 
 QUERY = "What does the user drink in the morning?"
 DOCS = [

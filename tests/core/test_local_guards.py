@@ -29,7 +29,7 @@ from memreranker.local.prefix_engine import (  # noqa: E402
     PrefixEngineMismatch,
     supports_prefix_cache,
 )
-from memreranker.local.prompt import PREFIX, SUFFIX, format_body  # noqa: E402
+from memreranker.prompt import PREFIX, SUFFIX, format_body  # noqa: E402
 from memreranker.testing import TOKENIZER_FILES, qwen3_tokenizer_dir  # noqa: E402
 
 QUERY = "What does the user like to drink?"
@@ -42,7 +42,7 @@ DOCS = [
 
 
 def engine_of(reranker: MemReranker) -> Any:
-    return reranker._backend.load()  # type: ignore[attr-defined]
+    return reranker.backend.load()  # type: ignore[attr-defined]
 
 
 def copy_model(source: Path, target: Path) -> Path:

@@ -200,7 +200,7 @@ def test_progress_per_batch_and_close_frees_the_session(tiny_cross_encoder: Path
 @pytest.mark.parametrize(
     ("options", "match"),
     [
-        ({"backend": "memos", "model": "x"}, "scores remotely"),
+        ({"backend": "memos", "model": "x"}, "runtime"),
         ({"model": None}, "default model"),
         ({"model": "m", "dtype": "bfloat16"}, "dtype"),
         ({"model": "m", "device": "cuda"}, "device"),

@@ -20,7 +20,7 @@ from memreranker.local.prefix_engine import (  # noqa: E402
     common_prefix_length,
     plan_batches,
 )
-from memreranker.local.prompt import PREFIX, format_body  # noqa: E402
+from memreranker.prompt import PREFIX, format_body  # noqa: E402
 
 TOL = 2e-5  # float32; observed differences are ~1e-6
 QUERY = "What does the user like to drink?"
@@ -292,7 +292,7 @@ def test_plan_batches_with_large_overhead_fills_batches() -> None:
 
 
 def engine_of(reranker: MemReranker) -> object:
-    return reranker._backend.load()  # type: ignore[attr-defined]
+    return reranker.backend.load()  # type: ignore[attr-defined]
 
 
 def test_prefix_is_the_default_engine(tiny_model: Path) -> None:

@@ -65,6 +65,15 @@ def test_local_progress_per_forward(tiny_model: Path) -> None:
     assert seen.calls == [(4, 10), (8, 10), (10, 10)]
 
 
+def test_local_batched_engine_scores_duplicates_once(tiny_model: Path) -> None:
+    seen = Recorder()
+    with MemReranker(model=str(tiny_model), batch_size=4, engine="batched") as rr:
+        results = rr.rerank(QUERY, DOCS[:5] + DOCS[:5], progress=seen)
+    assert seen.calls == [(4, 10), (5, 10), (10, 10)]  # 5 distinct documents forwarded
+    by_index = {r.index: r.score for r in results}
+    assert [by_index[i] for i in range(5)] == [by_index[i + 5] for i in range(5)]
+
+
 def test_local_prefix_engine_reports_progress(tiny_model: Path) -> None:
     seen = Recorder()
     with MemReranker(model=str(tiny_model), batch_size=2) as rr:

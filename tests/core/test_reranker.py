@@ -250,9 +250,9 @@ def test_shared_by_threads(reranker: MemReranker) -> None:
 def test_loads_once(tiny_model: Path) -> None:
     reranker = MemReranker(model=str(tiny_model))
     reranker.load()
-    engine = reranker._backend.load()  # type: ignore[attr-defined]
+    engine = reranker.backend.load()  # type: ignore[attr-defined]
     reranker.rerank(QUERY, DOCS)
-    assert reranker._backend.load() is engine  # type: ignore[attr-defined]
+    assert reranker.backend.load() is engine  # type: ignore[attr-defined]
 
 
 def test_import_does_not_import_torch() -> None:

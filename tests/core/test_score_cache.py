@@ -199,7 +199,7 @@ def test_thread_safety() -> None:
 def test_off_by_default(tiny_model: Path) -> None:
     reranker = MemReranker(model=str(tiny_model))
     assert reranker.settings.score_cache_size == 0
-    assert not isinstance(reranker._backend, CachedBackend)
+    assert not isinstance(reranker.backend, CachedBackend)
 
 
 def test_negative_size_rejected() -> None:
@@ -211,7 +211,7 @@ def test_local_backend_uses_the_cache(tiny_model: Path) -> None:
     pytest.importorskip("torch")
     plain = MemReranker(model=str(tiny_model), on_error="raise")
     cached = MemReranker(model=str(tiny_model), on_error="raise", score_cache_size=100)
-    backend = cached._backend
+    backend = cached.backend
     assert isinstance(backend, CachedBackend)
     first = cached.rerank(QUERY, DOCS)
     assert first == plain.rerank(QUERY, DOCS)

@@ -274,6 +274,17 @@ def test_f1_counts_a_score_at_the_threshold_as_relevant_and_fallbacks_as_nothing
     assert threshold_f1(sister, scored, 0.0) == pytest.approx(2 / (2 + 2))  # 1 TP, 2 FP
 
 
+def test_a_users_backend_is_measured_like_ours(small: Dataset) -> None:
+    """The README's "Writing a backend" example through ``evaluate()``."""
+    from custom_backend import keyword_backend
+
+    keywords = MemReranker(backend=keyword_backend(), on_error="raise")
+    report = evaluate(small, [keywords], threshold=0.5)
+    assert list(report.systems) == ["first-stage", "keywords"]
+    rankings, scores = ranked_by(keywords, small)
+    assert_metrics(report.results["keywords"], paper_metrics(rankings, qrels(small)))
+    assert report.results["keywords"]["F1"] == pytest.approx(pair_f1(scores, qrels(small), 0.5))
+
 def test_recall_at_20_counts_a_relevant_document_at_ranks_11_to_20(tmp_path: Path) -> None:
     path = tmp_path / "long.jsonl"
     docs = [f"memory {i}" for i in range(30)]

@@ -63,17 +63,16 @@ def test_core_settings_pass_through_to_the_core() -> None:
         model="some-model",
         instruction="Find the user's preferences",
         on_error="raise",
-        timeout=4.5,
-        max_retries=7,
         batch_size=2,
     )
+    # HTTP settings configure a hosted backend (the local one refuses them).
+    hosted = MemRerank(backend="vllm", base_url="http://127.0.0.1:9", timeout=4.5, max_retries=7)
+    assert (hosted.reranker.settings.timeout, hosted.reranker.settings.max_retries) == (4.5, 7)
     settings = compressor.reranker.settings
     assert type(settings) is RerankerSettings
     assert settings.model == "some-model"
     assert settings.instruction == "Find the user's preferences"
     assert settings.on_error == "raise"
-    assert settings.timeout == 4.5
-    assert settings.max_retries == 7
     assert settings.batch_size == 2
     assert compressor.reranker.name == "local:some-model"
 
@@ -177,7 +176,8 @@ def test_a_ready_reranker_is_used_as_is(by_index: RerankServer) -> None:
     ],
 )
 def test_a_ready_reranker_and_core_settings_conflict(setting: dict[str, object]) -> None:
-    core = MemReranker(model="shared-model")
+    # A hosted core: every one of these settings configures it.
+    core = MemReranker("vllm", base_url="http://127.0.0.1:9", model="shared-model")
     with pytest.raises(ValueError, match="contradict") as info:
         MemRerank(reranker=core, **setting)
     assert next(iter(setting)) in str(info.value)

@@ -230,3 +230,16 @@ def test_hosted_outage_falls_back(
     caplog.clear()
     reranked = memory.search(QUERY, **search_kwargs(6, rerank=True))["results"]
     assert_fallback(reranked, first, caplog, "503")
+
+
+def test_a_users_backend_ranks_a_real_memory(make_memory: MemoryFactory, provider: Any) -> None:
+    """The README's "Writing a backend" example as the mem0 provider's scorer."""
+    from custom_backend import keyword_backend
+
+    core = MemReranker(backend=keyword_backend(), on_error="raise")
+    memory = make_memory(None)
+    memory.reranker = provider.MemRerankerMem0({"top_k": 3}, reranker=core)
+    first = memory.search(QUERY, **search_kwargs(6, rerank=False))["results"]
+    reranked = memory.search(QUERY, **search_kwargs(6, rerank=True))["results"]
+    assert_reranked(reranked, first, expected_ranking(core, first, 6))
+    assert ids(reranked) != ids(first)  # the keyword order, not the vector order

@@ -56,7 +56,7 @@ def hosted(server: RerankServer, **options: Any) -> MemReranker:
 
 
 def async_clients(rr: MemReranker) -> dict[int, Any]:
-    transport = rr._backend._async  # type: ignore[attr-defined]
+    transport = rr.backend._async  # type: ignore[attr-defined]
     assert isinstance(transport, AsyncTransport)
     return transport._clients
 
@@ -111,7 +111,7 @@ def test_local_first_load_raced_by_16_threads(
     assert all(key(r) == key(results[0]) for r in results)
     loads = [r for r in caplog.records if r.getMessage().startswith("loaded ")]
     assert len(loads) == 1, f"the weights were loaded {len(loads)} times"
-    assert rr._backend._engine is not None  # type: ignore[attr-defined]
+    assert rr.backend._engine is not None  # type: ignore[attr-defined]
     rr.close()
 
 
@@ -119,7 +119,7 @@ def test_local_forward_passes_never_overlap(tiny_reranker: MemReranker) -> None:
     # One forward at a time: it already uses every core (or the GPU), and the tokenizer is
     # not thread-safe. Hooks on the real model count the forwards in flight; the short sleep
     # in each keeps a forward open long enough for a second one to show if it could start.
-    engine = tiny_reranker._backend.load()  # type: ignore[attr-defined]
+    engine = tiny_reranker.backend.load()  # type: ignore[attr-defined]
     decoder = engine.loaded.decoder
     lock = threading.Lock()
     state = {"in_flight": 0, "peak": 0, "forwards": 0}

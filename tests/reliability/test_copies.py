@@ -234,7 +234,7 @@ def test_pickle_rebuilds_from_settings_with_the_key(keyed_server: RerankServer, 
     again = pickle.loads(pickle.dumps(obj))
     original, rebuilt = core_of(obj), core_of(again)
     assert rebuilt is not original
-    assert rebuilt._backend is not original._backend  # no lock, pool or breaker shared
+    assert rebuilt.backend is not original.backend  # no lock, pool or breaker shared
     assert rebuilt.settings == original.settings
     assert repr(rebuilt) == repr(original)  # the fallback chain too
     assert rebuilt.settings.api_key is not None
@@ -252,13 +252,13 @@ def test_deepcopy_of_a_core_is_an_independent_rebuild(
 ) -> None:
     chain = picklable_objects(keyed_server)["core with fallback chain"]
     clone = copy.deepcopy(chain)
-    assert clone._backend is not chain._backend
+    assert clone.backend is not chain.backend
     assert clone.fallback is not None and clone.fallback is not chain.fallback
     assert repr(clone) == repr(chain)
     assert scores(clone) == scores(chain)
     # Local weights: the copy shares no lock and loads its own weights on first use.
     local = copy.deepcopy(tiny_reranker)
-    backend, original = local._backend, tiny_reranker._backend
+    backend, original = local.backend, tiny_reranker.backend
     assert backend._load_lock is not original._load_lock  # type: ignore[attr-defined]
     assert backend._run_lock is not original._run_lock  # type: ignore[attr-defined]
     assert backend._engine is None  # type: ignore[attr-defined]

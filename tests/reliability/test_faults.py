@@ -52,6 +52,7 @@ from servers import (
 
 from memreranker import (
     AuthenticationError,
+    Backend,
     InferenceError,
     InvalidResponseError,
     MemReranker,
@@ -380,8 +381,8 @@ def local_cores(
     for name in LOCAL_FAULTS:
         settings = local_settings(name, tiny_model, nan_model, tmp_path)
         lenient = MemReranker(**settings)
-        strict = MemReranker(**settings, on_error="raise")
-        strict._backend = lenient._backend  # the seam for backends: same weights, same fault
+        # A reranker of the same Backend instance: same weights, same fault.
+        strict = MemReranker(backend=lenient.backend, on_error="raise")
         # Load now: loading may log its own warnings (the engine choice), which belong to the
         # load, not to the failed calls whose one warning each test counts.
         with contextlib.suppress(ModelLoadError):
@@ -422,7 +423,7 @@ def test_local_fault_raises_typed_error(
     assert type(info.value) is kind
 
 
-class _Scripted:
+class _Scripted(Backend):
     """A backend returning fixed ``(index, score)`` pairs, whatever it is asked."""
 
     name = "scripted"
@@ -435,9 +436,6 @@ class _Scripted:
 
     async def ascore(self, query: str, documents: Any, **kwargs: Any) -> list[tuple[Any, Any]]:
         return list(self.scored)
-
-    def close(self) -> None:
-        pass
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -461,14 +459,12 @@ def test_facade_refuses_untrustworthy_backend_scores(
 ) -> None:
     # Whatever the backend (a future one, a custom one), the ranking never carries a score
     # outside [0, 1] or an index that is not one of the caller's, once.
-    rr = MemReranker(model="never-loaded")
-    rr._backend = _Scripted(scored)  # type: ignore[assignment]
+    rr = MemReranker(backend=_Scripted(scored))
     caplog.set_level(logging.WARNING, logger="memreranker")
     docs = DOCS[:2]
     assert_fallback(Surface("core", reranker=rr).run(mode, QUERY, docs), docs)
     assert len(memreranker_warnings(caplog)) == 1
-    strict = MemReranker(model="never-loaded", on_error="raise")
-    strict._backend = _Scripted(scored)  # type: ignore[assignment]
+    strict = MemReranker(backend=_Scripted(scored), on_error="raise")
     with pytest.raises(InferenceError, match="scripted"):
         Surface("core", reranker=strict).run(mode, QUERY, docs)
 

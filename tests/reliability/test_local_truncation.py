@@ -18,8 +18,8 @@ from reliability_kit import MODES, SURFACES, Surface, is_probability, memreranke
 
 from memreranker import InputTooLongError, MemReranker
 from memreranker.local.engines import PaddedBatchEngine
-from memreranker.local.prompt import format_body
 from memreranker.local.truncation import query_budget
+from memreranker.prompt import format_body
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -36,7 +36,7 @@ HUGE_QUERY = ("What does the user drink in the morning, and what else do they li
 
 
 def engine_of(reranker: MemReranker) -> PaddedBatchEngine:
-    engine = reranker._backend.load()  # type: ignore[attr-defined]
+    engine = reranker.backend.load()  # type: ignore[attr-defined]
     return engine._recipe if hasattr(engine, "_recipe") else engine  # type: ignore[no-any-return]
 
 
@@ -44,8 +44,7 @@ def engine_of(reranker: MemReranker) -> PaddedBatchEngine:
 def untruncating(tiny_model: Path) -> Iterator[tuple[MemReranker, MemReranker]]:
     """``truncate=False``: a lenient and a strict core sharing one loaded backend."""
     lenient = MemReranker(model=str(tiny_model), max_length=256, truncate=False)
-    strict = MemReranker(model=str(tiny_model), max_length=256, truncate=False, on_error="raise")
-    strict._backend = lenient._backend
+    strict = MemReranker(backend=lenient.backend, on_error="raise")  # the same loaded backend
     lenient.load()
     yield lenient, strict
     lenient.close()

@@ -86,7 +86,7 @@ def object_texts(obj: Any) -> list[str]:
     if hasattr(obj, "lc_secrets"):  # LangChain
         texts += [dumps(obj), dumps(obj, pretty=True), str(obj.to_json())]
     core = obj if isinstance(obj, MemReranker) else obj.reranker
-    backend = core._backend
+    backend = core.backend
     texts += [repr(core), repr(core.settings), str(core.settings), core.settings.model_dump_json()]
     texts += [repr(backend), repr(getattr(backend, "circuit", None))]
     return texts
@@ -169,7 +169,7 @@ def test_credentials_in_the_url_never_reach_logs_or_errors(
     with pytest.raises(MemRerankerError) as info:
         strict.run(mode, QUERY, DOCS)
     texts = [*exception_texts(info.value), caplog.text]
-    texts += [repr(strict.core), repr(strict.core._backend), str(strict.core._backend.circuit)]
+    texts += [repr(strict.core), repr(strict.core.backend), str(strict.core.backend.circuit)]
     assert not [t for t in texts if KEY in t]
     assert "http://***@127.0.0.1" in str(info.value)
     # Not covered: base_url is a plain setting, kept verbatim by repr and model_dump (it must

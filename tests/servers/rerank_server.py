@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from memreranker.local.prompt import PREFIX, SUFFIX
+from memreranker.prompt import PREFIX, SUFFIX
 
 MEMOS_PREFIX = "/api/openmem/"
 MEMOS_BASE_PATH = "/api/openmem/v1"

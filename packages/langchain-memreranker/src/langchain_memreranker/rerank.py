@@ -22,13 +22,12 @@ from langchain_core.load.serializable import (
 from pydantic import ConfigDict, Field
 
 from memreranker import RerankResult
-from memreranker.integration import RerankerShell, detached_copy
+from memreranker.integration import FALLBACK_KEY, RerankerShell, detached_copy, flag_fallback
 from memreranker.memory_text import memory_text
 
 RELEVANCE_SCORE_KEY = "relevance_score"
 """Metadata key of the score, P(yes) in [0, 1], as other LangChain rerankers write it."""
 
-FALLBACK_KEY = "rerank_fallback"
 """Metadata key set to ``True`` when scoring failed and the documents keep their order."""
 
 
@@ -222,10 +221,7 @@ def _to_documents(documents: Sequence[Document], results: list[RerankResult]) ->
         document = detached_copy(documents[result.index])  # by index, never by position
         metadata = document.metadata
         metadata[RELEVANCE_SCORE_KEY] = result.score
-        if result.is_fallback:
-            metadata[FALLBACK_KEY] = True
-        else:
-            metadata.pop(FALLBACK_KEY, None)  # stale flag from an earlier reranking
+        flag_fallback(metadata, result)
         out.append(document)
     return out
 

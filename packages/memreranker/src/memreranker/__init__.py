@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import logging
 
+from memreranker.backends.base import Backend
 from memreranker.errors import (
     AuthenticationError,
     CircuitOpenError,
     InferenceError,
     InputTooLongError,
+    InstructionTooLongError,
     InvalidResponseError,
     MemRerankerError,
     ModelLoadError,
@@ -33,9 +35,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AuthenticationError",
+    "Backend",
     "CircuitOpenError",
     "InferenceError",
     "InputTooLongError",
+    "InstructionTooLongError",
     "InvalidResponseError",
     "MemReranker",
     "MemRerankerError",

@@ -31,6 +31,7 @@ from enum import IntEnum
 from typing import TYPE_CHECKING, Any, TextIO
 
 import memreranker
+from memreranker.backend_table import BUILTIN_BACKENDS
 from memreranker.settings import RerankerSettings
 
 if TYPE_CHECKING:
@@ -189,7 +190,7 @@ def add_reranker_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("reranker")
     group.add_argument(
         "--backend",
-        choices=literal_choices("backend"),
+        choices=list(BUILTIN_BACKENDS),
         default=None,
         help=f"where scores come from (default: {_default('backend')})",
     )

@@ -36,6 +36,21 @@ class InferenceError(MemRerankerError):
     """The backend failed while scoring (a runtime error in the model, for example)."""
 
 
+class InstructionTooLongError(MemRerankerError, ValueError):
+    """The instruction (with the prompt template) leaves no room for the query or the
+    documents within the limits (``max_query_tokens`` / ``max_document_tokens`` for a served
+    model, ``max_length`` locally).
+
+    An instruction is never cut, whatever ``truncate`` says: it is the task the model is
+    asked to judge, and a prefix of it can ask something else ("... unless it is about work"
+    cut before "unless"). A configured instruction that cannot fit fails at construction; a
+    per-call one fails the call like any other failure to score: ``on_error="fallback"``
+    gives the input order with one warning, and a fallback chain hands over to the next
+    reranker (whose limits may hold it). It is also a ``ValueError``: the caller's text is
+    the cause.
+    """
+
+
 class ServiceError(MemRerankerError):
     """A rerank service answered with an error.
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field, PrivateAttr, SecretStr, field_validator
@@ -21,6 +21,9 @@ from memreranker.types import RerankResult
 from memreranker.validation import check_score_threshold, check_top_n
 
 logger = logging.getLogger("memreranker")
+
+FALLBACK_KEY = "rerank_fallback"
+"""The metadata key (LangChain, LlamaIndex) or dict key (mem0) flagging a fallback result."""
 
 CORE_FIELDS: frozenset[str] = frozenset(RerankerSettings.model_fields)
 """The settings that configure the core: fixed once a shell has built it."""
@@ -54,6 +57,15 @@ def _copied(value: Any) -> Any:
         if isinstance(value, list):
             return [_copied(item) for item in value]
         return value
+
+
+def flag_fallback(item: MutableMapping[str, Any], result: RerankResult) -> None:
+    """Set ``item[FALLBACK_KEY] = True`` for a fallback result; for a scored one remove the
+    flag, which a copy of an earlier, failed reranking may still carry (a stale flag)."""
+    if result.is_fallback:
+        item[FALLBACK_KEY] = True
+    else:
+        item.pop(FALLBACK_KEY, None)
 
 
 class RerankerShell(RerankerSettings):

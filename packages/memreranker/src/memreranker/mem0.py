@@ -44,7 +44,7 @@ from mem0.configs.rerankers.base import BaseRerankerConfig
 from mem0.reranker.base import BaseReranker
 from pydantic import ConfigDict, Field, PrivateAttr, field_validator
 
-from memreranker.integration import CORE_FIELDS, adopt_settings
+from memreranker.integration import CORE_FIELDS, FALLBACK_KEY, adopt_settings, flag_fallback
 from memreranker.memory_text import memory_text
 from memreranker.pool import check_candidates, pool_size
 from memreranker.reranker import MemReranker
@@ -60,7 +60,6 @@ PROVIDER = "memreranker"
 SCORE_KEY = "rerank_score"
 """The key mem0's rerankers write their score to: here P(yes), in [0, 1]."""
 
-FALLBACK_KEY = "rerank_fallback"
 """Set to ``True`` on memories that kept their original order because scoring failed."""
 
 __all__ = [
@@ -381,8 +380,5 @@ def _memories(documents: Any) -> list[Mapping[str, Any]]:
 def _scored(memory: Mapping[str, Any], result: RerankResult) -> dict[str, Any]:
     item = copy.deepcopy(dict(memory))  # nested metadata too: results never alias the input
     item[SCORE_KEY] = result.score
-    if result.is_fallback:
-        item[FALLBACK_KEY] = True
-    else:
-        item.pop(FALLBACK_KEY, None)  # stale flag from an earlier reranking
+    flag_fallback(item, result)
     return item

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -35,7 +36,10 @@ class MemReranker:
     Args:
         backend: ``"local"`` (weights on this machine, needs ``memreranker[local]``),
             ``"memos"`` (the hosted MemOS rerank API), ``"vllm"`` (a vLLM/Cohere-style
-            rerank server) or ``"tei"`` (text-embeddings-inference).
+            rerank server), ``"tei"`` (text-embeddings-inference), or an instance of a
+            :class:`memreranker.Backend` subclass of your own (README, "Writing a
+            backend"); options that configure only the built-in backends (``model``,
+            ``device``, ``api_key``...) are then a ``ValueError``.
         model: A Hub id or directory for ``"local"`` (default
             ``IAAR-Shanghai/MemReranker-4B``); the served model name otherwise.
         fallback: Another ``MemReranker`` tried when this one fails (hosted first, local
@@ -55,11 +59,13 @@ class MemReranker:
     settings and fallback chain: nothing is shared with the original (weights load again on
     first use; caches, circuit state and connection pools start empty), and the API key
     travels sealed, never in clear (see :class:`~memreranker.settings.RerankerSettings`).
+    A ``Backend`` instance of your own is part of the settings: it is deep-copied or
+    pickled with them (so it must support that to copy the reranker).
     """
 
     def __init__(
         self,
-        backend: str = "local",
+        backend: str | Backend = "local",
         model: str | None = None,
         *,
         fallback: MemReranker | None = None,
@@ -96,24 +102,29 @@ class MemReranker:
         return self._backend.name
 
     @property
+    def backend(self) -> Backend:
+        """The :class:`~memreranker.Backend` scoring for this reranker: the instance given as
+        ``backend=``, or the built-in one made from the settings (wrapped in a
+        ``CachedBackend`` when ``score_cache_size`` is set)."""
+        return self._backend
+
+    @property
     def circuit_state(self) -> str | None:
         """The hosted backend's circuit breaker: ``"closed"``, ``"open"`` or ``"half_open"``
         (``None`` for a backend without one: local weights)."""
-        circuit = getattr(self._backend, "circuit", None)
+        circuit = self._backend.circuit
         return None if circuit is None else circuit.state
 
     def __repr__(self) -> str:
         chain = f", fallback={self.fallback!r}" if self.fallback is not None else ""
         return (
-            f"MemReranker(backend={self.settings.backend!r}, "
+            f"MemReranker(backend={_label(self.settings.backend)}, "
             f"model={self.settings.resolved_model()!r}, on_error={self.settings.on_error!r}{chain})"
         )
 
     def load(self) -> None:
         """Load local weights now instead of on the first call (no-op for HTTP backends)."""
-        load = getattr(self._backend, "load", None)
-        if load is not None:
-            load()
+        self._backend.load()
 
     def rerank(
         self,
@@ -142,26 +153,17 @@ class MemReranker:
             Results sorted by score descending, ties in input order. On failure with
             ``on_error="fallback"``: the input order, score 0.0, ``is_fallback=True``.
         """
-        query, docs, top_n, threshold = _check(
-            query, documents, top_n, instruction, score_threshold
-        )
-        progress = check_progress(progress)
-        if not docs:
+        call = _Call.start(self, query, documents, top_n, instruction, score_threshold, progress)
+        if call is None:
             return []
-        reporter = Progress.create(progress, len(docs), desc=self.name)
-        failures: list[Failure] = []
         try:
-            scored = self._score_chain(query, docs, top_n, instruction, reporter, failures)
-        except MemRerankerError as exc:
-            return self._recover(exc, docs, top_n, failures)
-        else:
-            if reporter is not None:
-                reporter.finish()
+            for reranker in call.chain():
+                with call.attempt(reranker):
+                    scored = reranker._backend.score(call.query, call.docs, **call.options())
+                    call.accept(scored)
+            return call.outcome()
         finally:
-            if reporter is not None:
-                reporter.close()
-        self._log_rescue(failures)
-        return ranking.rank(docs, scored, top_n=top_n, score_threshold=threshold)
+            call.close()
 
     async def arerank(
         self,
@@ -174,166 +176,20 @@ class MemReranker:
         progress: ProgressOption = None,
     ) -> list[RerankResult]:
         """Async :meth:`rerank`: same results; local inference runs off the event loop."""
-        query, docs, top_n, threshold = _check(
-            query, documents, top_n, instruction, score_threshold
-        )
-        progress = check_progress(progress)
-        if not docs:
+        call = _Call.start(self, query, documents, top_n, instruction, score_threshold, progress)
+        if call is None:
             return []
-        reporter = Progress.create(progress, len(docs), desc=self.name)
-        failures: list[Failure] = []
         try:
-            scored = await self._ascore_chain(query, docs, top_n, instruction, reporter, failures)
-        except MemRerankerError as exc:
-            return self._recover(exc, docs, top_n, failures)
-        else:
-            if reporter is not None:
-                reporter.finish()
+            for reranker in call.chain():
+                with call.attempt(reranker):
+                    scored = await reranker._backend.ascore(call.query, call.docs, **call.options())
+                    call.accept(scored)
+            return call.outcome()
         finally:
-            if reporter is not None:
-                reporter.close()
-        self._log_rescue(failures)
-        return ranking.rank(docs, scored, top_n=top_n, score_threshold=threshold)
-
-    def _score_chain(
-        self,
-        query: str,
-        docs: list[str],
-        top_n: int | None,
-        instruction: str | None,
-        reporter: Progress | None,
-        failures: list[Failure],
-    ) -> list[Scored]:
-        """Score with this reranker, else hand over down the fallback chain; every failure
-        is appended to ``failures`` (the last one is also raised)."""
-        try:
-            scored = self._backend.score(
-                query,
-                docs,
-                instruction=self._instruction(instruction),
-                top_n=top_n,
-                progress=None if reporter is None else reporter.advance,
-            )
-            return self._checked(scored, len(docs))
-        except InputTooLongError:
-            raise
-        except Exception as exc:
-            error = self._typed(exc)
-            failures.append((self.name, error))
-            if self.fallback is None:
-                raise error from exc
-            self._log_handover(error)
-        if reporter is not None:
-            reporter.restart()
-        return self.fallback._score_chain(query, docs, top_n, instruction, reporter, failures)
-
-    async def _ascore_chain(
-        self,
-        query: str,
-        docs: list[str],
-        top_n: int | None,
-        instruction: str | None,
-        reporter: Progress | None,
-        failures: list[Failure],
-    ) -> list[Scored]:
-        """Score with this reranker, else hand over down the fallback chain; every failure
-        is appended to ``failures`` (the last one is also raised)."""
-        try:
-            scored = await self._backend.ascore(
-                query,
-                docs,
-                instruction=self._instruction(instruction),
-                top_n=top_n,
-                progress=None if reporter is None else reporter.advance,
-            )
-            return self._checked(scored, len(docs))
-        except InputTooLongError:
-            raise
-        except Exception as exc:
-            error = self._typed(exc)
-            failures.append((self.name, error))
-            if self.fallback is None:
-                raise error from exc
-            self._log_handover(error)
-        if reporter is not None:
-            reporter.restart()
-        return await self.fallback._ascore_chain(
-            query, docs, top_n, instruction, reporter, failures
-        )
+            call.close()
 
     def _instruction(self, instruction: str | None) -> str | None:
         return instruction if instruction is not None else self.settings.instruction
-
-    def _checked(self, scored: list[Scored], n_docs: int) -> list[Scored]:
-        """The backend's scores, if the ranking can trust them: known indices, each once,
-        scores in [0, 1]. A NaN (weights corrupted, say) is a failure to score, not a rank."""
-        seen: set[int] = set()
-        for index, score in scored:
-            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_docs:
-                raise InferenceError(f"{self.name}: returned an unknown index {index!r}")
-            if index in seen:
-                raise InferenceError(f"{self.name}: scored document {index} twice")
-            seen.add(index)
-            if (
-                isinstance(score, bool)
-                or not isinstance(score, numbers.Real)
-                or not 0.0 <= score <= 1.0  # False for NaN too
-            ):
-                raise InferenceError(
-                    f"{self.name}: score {score!r} of document {index} is not a "
-                    "probability in [0, 1]"
-                )
-        return scored
-
-    def _typed(self, exc: Exception) -> MemRerankerError:
-        if isinstance(exc, MemRerankerError):
-            return exc
-        return InferenceError(f"{self.name}: {type(exc).__name__}: {exc}")
-
-    # One WARNING per call that met a failure, for its outcome: rescued by a fallback
-    # reranker, or the original order. Each handover along the chain is logged at INFO.
-
-    def _log_handover(self, error: MemRerankerError) -> None:
-        assert self.fallback is not None
-        logger.info(
-            "MemReranker %s failed, handing over to fallback %s: %s: %s",
-            self.name,
-            self.fallback.name,
-            type(error).__name__,
-            error,
-        )
-
-    def _log_rescue(self, failures: list[Failure]) -> None:
-        if not failures:
-            return
-        scorer: MemReranker = self
-        for _ in failures:
-            assert scorer.fallback is not None
-            scorer = scorer.fallback
-        logger.warning(
-            "MemReranker %s failed, scored by fallback %s: %s",
-            self.name,
-            scorer.name,
-            _describe(failures),
-        )
-
-    def _recover(
-        self,
-        error: MemRerankerError,
-        docs: list[str],
-        top_n: int | None,
-        failures: list[Failure],
-    ) -> list[RerankResult]:
-        if self.settings.on_error == "raise":
-            raise error
-        if len(failures) > 1:  # a chain: name each reranker with its error
-            reason = _describe(failures)
-        else:
-            reason = f"{type(error).__name__}: {error}"
-        logger.warning(
-            "MemReranker %s reranking failed, falling back to original order: %s", self.name, reason
-        )
-        return ranking.fallback(docs, top_n=top_n, reason=reason)
 
     def close(self) -> None:
         """Release connections and weights (also of the fallback chain)."""
@@ -343,11 +199,7 @@ class MemReranker:
 
     async def aclose(self) -> None:
         """Async :meth:`close`: also closes the async HTTP client of the running loop."""
-        aclose = getattr(self._backend, "aclose", None)
-        if aclose is not None:
-            await aclose()
-        else:
-            self._backend.close()
+        await self._backend.aclose()
         if self.fallback is not None:
             await self.fallback.aclose()
 
@@ -372,6 +224,176 @@ class MemReranker:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+class _Call:
+    """One rerank call along the fallback chain ``[head, *fallbacks]``: the checked input,
+    the progress bar, the failures met, and the one outcome. ``rerank`` and ``arerank`` drive
+    it with the same loop (they differ only by ``await``)::
+
+        for reranker in call.chain():
+            with call.attempt(reranker):
+                scored = reranker._backend.score(call.query, call.docs, **call.options())
+                call.accept(scored)
+        return call.outcome()
+    """
+
+    def __init__(
+        self,
+        head: MemReranker,
+        query: str,
+        docs: list[str],
+        top_n: int | None,
+        instruction: str | None,
+        threshold: float | None,
+        progress: ProgressOption,
+    ) -> None:
+        self.head = head
+        self.query = query
+        self.docs = docs
+        self.top_n = top_n
+        self.instruction = instruction
+        self.threshold = threshold
+        self.reporter = Progress.create(progress, len(docs), desc=head.name)
+        self.failures: list[Failure] = []
+        self.scorer: MemReranker | None = None  # the reranker being tried, then the winner
+        self.scored: list[Scored] | None = None
+
+    @classmethod
+    def start(
+        cls,
+        head: MemReranker,
+        query: Any,
+        documents: Any,
+        top_n: Any,
+        instruction: Any,
+        score_threshold: Any,
+        progress: Any,
+    ) -> _Call | None:
+        """The call, or ``None`` for an empty list (the backends are never called)."""
+        query, docs, top_n, threshold = _check(
+            query, documents, top_n, instruction, score_threshold
+        )
+        progress = check_progress(progress)
+        if not docs:
+            return None
+        return cls(head, query, docs, top_n, instruction, threshold, progress)
+
+    def chain(self) -> Iterator[MemReranker]:
+        """The rerankers to try, in order, until one has scored; the progress restarts
+        before each handover (a bar never counts a failed attempt's documents)."""
+        reranker: MemReranker | None = self.head
+        while reranker is not None and self.scored is None:
+            if reranker is not self.head and self.reporter is not None:
+                self.reporter.restart()
+            self.scorer = reranker
+            yield reranker
+            reranker = reranker.fallback
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of the current reranker's ``score``/``ascore``."""
+        assert self.scorer is not None
+        return {
+            "instruction": self.scorer._instruction(self.instruction),
+            "top_n": self.top_n,
+            "progress": None if self.reporter is None else self.reporter.advance,
+        }
+
+    def accept(self, scored: list[Scored]) -> None:
+        assert self.scorer is not None
+        self.scored = _checked(self.scorer.name, scored, len(self.docs))
+
+    @contextlib.contextmanager
+    def attempt(self, reranker: MemReranker) -> Iterator[None]:
+        """Any failure of ``reranker`` (an exception, or scores that cannot be trusted)
+        becomes a typed failure and a handover; a caller mistake (an input over a limit
+        with ``truncate=False``) propagates at once."""
+        try:
+            yield
+        except InputTooLongError:
+            raise
+        except Exception as exc:
+            error = _typed(reranker.name, exc)
+            if error is not exc:
+                error.__cause__ = exc
+            self.failures.append((reranker.name, error))
+            if reranker.fallback is not None:
+                logger.info(
+                    "MemReranker %s failed, handing over to fallback %s: %s: %s",
+                    reranker.name,
+                    reranker.fallback.name,
+                    type(error).__name__,
+                    error,
+                )
+
+    def outcome(self) -> list[RerankResult]:
+        """The ranking, or the head's ``on_error`` applied to the last failure. One WARNING
+        per call that met a failure: rescued by a fallback, or the original order."""
+        head = self.head
+        if self.scored is not None:
+            if self.reporter is not None:
+                self.reporter.finish()
+            if self.failures:
+                assert self.scorer is not None
+                logger.warning(
+                    "MemReranker %s failed, scored by fallback %s: %s",
+                    head.name,
+                    self.scorer.name,
+                    _describe(self.failures),
+                )
+            return ranking.rank(
+                self.docs, self.scored, top_n=self.top_n, score_threshold=self.threshold
+            )
+        error = self.failures[-1][1]
+        if head.settings.on_error == "raise":
+            raise error
+        if len(self.failures) > 1:  # a chain: name each reranker with its error
+            reason = _describe(self.failures)
+        else:
+            reason = f"{type(error).__name__}: {error}"
+        logger.warning(
+            "MemReranker %s reranking failed, falling back to original order: %s",
+            head.name,
+            reason,
+        )
+        return ranking.fallback(self.docs, top_n=self.top_n, reason=reason)
+
+    def close(self) -> None:
+        if self.reporter is not None:
+            self.reporter.close()
+
+
+def _checked(name: str, scored: list[Scored], n_docs: int) -> list[Scored]:
+    """A backend's scores, if the ranking can trust them: known indices, each once, scores
+    in [0, 1]. A NaN (weights corrupted, say) is a failure to score, not a rank."""
+    seen: set[int] = set()
+    for index, score in scored:
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n_docs:
+            raise InferenceError(f"{name}: returned an unknown index {index!r}")
+        if index in seen:
+            raise InferenceError(f"{name}: scored document {index} twice")
+        seen.add(index)
+        if (
+            isinstance(score, bool)
+            or not isinstance(score, numbers.Real)
+            or not 0.0 <= score <= 1.0  # False for NaN too
+        ):
+            raise InferenceError(
+                f"{name}: score {score!r} of document {index} is not a probability in [0, 1]"
+            )
+    return scored
+
+
+def _typed(name: str, exc: Exception) -> MemRerankerError:
+    if isinstance(exc, MemRerankerError):
+        return exc
+    return InferenceError(f"{name}: {type(exc).__name__}: {exc}")
+
+
+def _label(backend: str | Backend) -> str:
+    if isinstance(backend, str):
+        return repr(backend)
+    return f"<{type(backend).__name__} {backend.name!r}>"
 
 
 def _describe(failures: list[Failure]) -> str:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from memreranker.backends.base import Backend, Circuit
+from memreranker.dedup import Distinct
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
-
-if TYPE_CHECKING:
-    from memreranker.backends.base import Backend
 
 CacheKey = tuple[str, str | None, str, str]
 
@@ -87,12 +86,10 @@ class _Lookup:
         self.documents = documents
         self.keys = [(model, instruction, query, doc) for doc in documents]
         self.scores = cache.get_many(self.keys)
-        # Distinct uncached documents, first-seen order, and where each one went.
-        self.position: dict[str, int] = {}
-        for doc, score in zip(documents, self.scores, strict=True):
-            if score is None and doc not in self.position:
-                self.position[doc] = len(self.position)
-        self.missing = list(self.position)
+        # Distinct uncached documents, first-seen order (dedup.Distinct), and where each went.
+        missing = Distinct([d for d, s in zip(documents, self.scores, strict=True) if s is None])
+        self.missing = missing.items
+        self.position = {doc: j for j, doc in enumerate(self.missing)}
 
     def cached_only(self) -> list[Scored]:
         return [(i, s) for i, s in enumerate(self.scores) if s is not None]
@@ -148,13 +145,13 @@ async def acached_score(
     return lookup.complete(await compute(lookup.missing))
 
 
-class CachedBackend:
+class CachedBackend(Backend):
     """Any :class:`~memreranker.backends.base.Backend` behind a :class:`ScoreCache`.
 
-    ``create_backend`` wraps every backend kind in it when ``score_cache_size`` is set.
-    Cache keys start with the inner backend's name (backend kind and model), so rerankers
-    of different models never share scores. Other attributes (``load``, ``aclose``,
-    ``circuit``) are the inner backend's.
+    ``create_backend`` wraps every backend kind in it when ``score_cache_size`` is set, a
+    user's ``Backend`` instance included. Cache keys start with the inner backend's name
+    (backend kind and model), so rerankers of different models never share scores.
+    ``load``, ``close``, ``aclose`` and ``circuit`` are the inner backend's.
     """
 
     def __init__(self, inner: Backend, cache: ScoreCache) -> None:
@@ -162,11 +159,15 @@ class CachedBackend:
         self.cache = cache
 
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         return self.inner.name
 
-    def __getattr__(self, attribute: str) -> Any:
-        return getattr(self.inner, attribute)
+    @property
+    def circuit(self) -> Circuit | None:  # type: ignore[override]
+        return self.inner.circuit
+
+    def load(self) -> Any:  # the inner backend's result (the local engine)
+        return self.inner.load()
 
     def score(
         self,
@@ -208,4 +209,8 @@ class CachedBackend:
 
     def close(self) -> None:
         self.inner.close()
+        self.cache.clear()
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
         self.cache.clear()

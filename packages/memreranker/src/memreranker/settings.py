@@ -9,21 +9,35 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    InstanceOf,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
+from memreranker.backend_table import (
+    BUILTIN_BACKENDS,
+    CUSTOM,
+    SCOPE_NOTES,
+    SETTING_SCOPES,
+    BackendName,
+    PromptFormat,
+    applies,
+    backend_spec,
+)
+from memreranker.backends.base import Backend
 from memreranker.sealed import SealedSecret, seal
 
-Backend = Literal["local", "memos", "vllm", "tei"]
 OnError = Literal["fallback", "raise"]
-PromptFormat = Literal["qwen3", "plain"]
 
-SERVED_BACKENDS = ("vllm", "tei")
-"""Backends that take ``prompt_format``: servers that score what the client sends."""
-DEFAULT_PROMPT_FORMAT: dict[str, PromptFormat] = {"vllm": "qwen3", "tei": "plain"}
-DEFAULT_MAX_DOCUMENTS_PER_REQUEST = {"memos": 100, "vllm": 100, "tei": 32}
+__all__ = ["BackendName", "OnError", "PromptFormat", "RerankerSettings"]
 
-DEFAULT_LOCAL_MODEL = "IAAR-Shanghai/MemReranker-4B"
-DEFAULT_MEMOS_MODEL = "memos-reranker-0.6b"
+DEFAULT_LOCAL_MODEL = BUILTIN_BACKENDS["local"].default_model
+DEFAULT_MEMOS_MODEL = BUILTIN_BACKENDS["memos"].default_model
 
 
 class RerankerSettings(BaseModel):
@@ -37,11 +51,12 @@ class RerankerSettings(BaseModel):
     # hide_input_in_errors: a validation error must not echo the API key back.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, hide_input_in_errors=True)
 
-    backend: Backend = Field(
+    backend: BackendName | InstanceOf[Backend] = Field(
         default="local",
         description='Where scores come from: "local" weights, the hosted "memos" API, '
-        'a "vllm" (or Cohere-v2-shaped) rerank server, or a Hugging Face '
-        'text-embeddings-inference ("tei") server.',
+        'a "vllm" (or Cohere-v2-shaped) rerank server, a Hugging Face '
+        'text-embeddings-inference ("tei") server, or a memreranker.Backend instance of '
+        "your own (then only the settings that apply to every backend can be given).",
     )
     model: str | None = Field(
         default=None,
@@ -225,6 +240,24 @@ class RerankerSettings(BaseModel):
         description="Seconds an open circuit fails fast before letting a probe call through.",
     )
 
+    @field_validator("backend", mode="before")
+    @classmethod
+    def _check_backend(cls, value: Any) -> Any:
+        if isinstance(value, Backend):
+            if not isinstance(getattr(value, "name", None), str):
+                raise TypeError(
+                    f"backend: {type(value).__name__} must define name, a str label for logs"
+                )
+            return value
+        if isinstance(value, str):
+            backend_spec(value)  # ValueError naming the choices
+            return value
+        raise TypeError(
+            "backend must be one of "
+            + ", ".join(map(repr, BUILTIN_BACKENDS))
+            + f" or a memreranker.Backend instance, got {type(value).__name__}"
+        )
+
     @field_validator("api_key")
     @classmethod
     def _check_api_key(cls, key: SecretStr | None) -> SecretStr | None:
@@ -238,13 +271,20 @@ class RerankerSettings(BaseModel):
         return key
 
     @model_validator(mode="after")
-    def _check_prompt_format(self) -> RerankerSettings:
-        if self.prompt_format is not None and self.backend not in SERVED_BACKENDS:
-            raise ValueError(
-                f"prompt_format applies to the vllm and tei backends, not {self.backend!r} "
-                "(local weights always use the model card's prompt; the MemOS API formats "
-                "its own)"
-            )
+    def _check_applicable(self) -> RerankerSettings:
+        # Only values actually given: the shells, the CLI and the mem0 config pass some
+        # defaults explicitly (None, or the default itself), which configure nothing.
+        scope = CUSTOM if isinstance(self.backend, Backend) else self.backend
+        fields = type(self).model_fields
+        wrong = [
+            name
+            for name in fields  # declaration order: the same message every time
+            if name in self.model_fields_set
+            and not applies(name, scope)
+            and getattr(self, name) != fields[name].default
+        ]
+        if wrong:
+            raise ValueError("; ".join(_not_applicable(name, self.backend) for name in wrong))
         return self
 
     @model_validator(mode="after")
@@ -269,17 +309,24 @@ class RerankerSettings(BaseModel):
             )
         return self
 
+    @property
+    def backend_name(self) -> str:
+        """The built-in backend's name, or ``"custom"`` for a ``Backend`` instance."""
+        return CUSTOM if isinstance(self.backend, Backend) else self.backend
+
     def resolved_prompt_format(self) -> PromptFormat | None:
         """``prompt_format`` after the backend's default (``None`` for local and memos)."""
         if self.prompt_format is not None:
             return self.prompt_format
-        return DEFAULT_PROMPT_FORMAT.get(self.backend)
+        spec = BUILTIN_BACKENDS.get(self.backend_name)
+        return None if spec is None else spec.default_prompt_format
 
     def resolved_max_documents_per_request(self) -> int:
         """``max_documents_per_request`` after the backend's default."""
         if self.max_documents_per_request is not None:
             return self.max_documents_per_request
-        return DEFAULT_MAX_DOCUMENTS_PER_REQUEST.get(self.backend, 100)
+        spec = BUILTIN_BACKENDS.get(self.backend_name)
+        return (spec and spec.max_documents_per_request) or 100
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
@@ -308,13 +355,23 @@ class RerankerSettings(BaseModel):
         """The model name after applying the backend's default."""
         if self.model is not None:
             return self.model
-        if self.backend == "local":
-            return DEFAULT_LOCAL_MODEL
-        if self.backend == "memos":
-            return DEFAULT_MEMOS_MODEL
-        return None
+        spec = BUILTIN_BACKENDS.get(self.backend_name)
+        return None if spec is None else spec.default_model
 
     def core_settings(self) -> RerankerSettings:
         """A plain ``RerankerSettings`` copy (drops the fields of a subclass)."""
-        names = RerankerSettings.model_fields.keys()
+        # Only the fields given: a default copied explicitly would count as given.
+        names = RerankerSettings.model_fields.keys() & self.model_fields_set
         return RerankerSettings.model_validate({n: getattr(self, n) for n in names})
+
+
+def _not_applicable(name: str, backend: BackendName | Backend) -> str:
+    scope = [n for n in BUILTIN_BACKENDS if n in SETTING_SCOPES[name]]
+    where = " and ".join(scope) if len(scope) < 3 else ", ".join(scope[:-1]) + " and " + scope[-1]
+    noun = "backend" if len(scope) == 1 else "backends"
+    if isinstance(backend, Backend):
+        subject = f"a Backend instance ({backend.name!r})"
+    else:
+        subject = repr(backend)
+    note = SCOPE_NOTES.get(name)
+    return f"{name} applies to the {where} {noun}, not {subject}" + (f" ({note})" if note else "")

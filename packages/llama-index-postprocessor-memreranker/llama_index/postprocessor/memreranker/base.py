@@ -18,12 +18,11 @@ from llama_index.core.postprocessor.types import BaseNodePostprocessor
 from llama_index.core.schema import MetadataMode, NodeWithScore, QueryBundle
 
 from memreranker import RerankResult
-from memreranker.integration import RerankerShell, detached_copy
+from memreranker.integration import RerankerShell, detached_copy, flag_fallback
 
 dispatcher = get_dispatcher(__name__)
 
 RETRIEVAL_SCORE_KEY = "retrieval_score"
-FALLBACK_KEY = "rerank_fallback"
 
 
 class MemRerank(BaseNodePostprocessor, RerankerShell):
@@ -145,10 +144,7 @@ class MemRerank(BaseNodePostprocessor, RerankerShell):
         metadata = node.metadata
         if self.keep_retrieval_score:
             metadata[RETRIEVAL_SCORE_KEY] = original.score
-        if result.is_fallback:
-            metadata[FALLBACK_KEY] = True
-        else:
-            metadata.pop(FALLBACK_KEY, None)  # stale flag from an earlier reranking
+        flag_fallback(metadata, result)
         return NodeWithScore(node=node, score=result.score)
 
 

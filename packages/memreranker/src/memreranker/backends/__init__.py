@@ -1,12 +1,19 @@
 """Backend factory: one place maps ``settings.backend`` to an implementation.
 
-Implementations are imported here lazily so that choosing the hosted API never imports torch.
+A ``Backend`` instance is used as given; a name is looked up in
+:data:`memreranker.backend_table.BUILTIN_BACKENDS`, whose factory is imported here lazily so
+that choosing a hosted API never imports torch.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from memreranker.backends.base import Backend
-from memreranker.settings import RerankerSettings
+
+if TYPE_CHECKING:
+    from memreranker.settings import RerankerSettings
 
 __all__ = ["Backend", "create_backend"]
 
@@ -21,12 +28,10 @@ def create_backend(settings: RerankerSettings) -> Backend:
 
 
 def _create(settings: RerankerSettings) -> Backend:
-    if settings.backend == "local":
-        from memreranker.local.backend import LocalBackend
+    if isinstance(settings.backend, Backend):
+        return settings.backend
+    from memreranker.backend_table import backend_spec
 
-        return LocalBackend(settings)
-    if settings.backend in ("memos", "vllm", "tei"):
-        from memreranker.http.backend import HTTPBackend
-
-        return HTTPBackend(settings)
-    raise ValueError(f"backend {settings.backend!r} is not available yet")
+    module, _, attribute = backend_spec(settings.backend).factory.partition(":")
+    factory = getattr(importlib.import_module(module), attribute)
+    return factory(settings)

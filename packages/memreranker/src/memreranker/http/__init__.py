@@ -8,7 +8,7 @@ Layout (httpx-style: the protocol knows nothing of sockets, the transports nothi
 * :mod:`~memreranker.http.retry`: the retry policy and the attempt loop as a generator of
   send/sleep steps, shared by both transports.
 * :mod:`~memreranker.http.templates`: what the texts say on the wire (``prompt_format``:
-  the model card's template, from :mod:`memreranker.local.prompt`, or plain).
+  the model card's template, from :mod:`memreranker.prompt`, or plain).
 * :mod:`~memreranker.http.batching`: token estimates, truncation, splitting and merging.
 * :mod:`~memreranker.http.sync_transport` (``requests``) and
   :mod:`~memreranker.http.async_transport` (``httpx``, one client per event loop).

@@ -17,14 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable, Sequence
-from typing import cast
+from collections.abc import Sequence
 
+from memreranker.backend_table import BUILTIN_BACKENDS
+from memreranker.backends.base import Backend
 from memreranker.http import batching, protocol
 from memreranker.http.async_transport import AsyncTransport
 from memreranker.http.async_transport import run as run_async
 from memreranker.http.circuit import CircuitBreaker
-from memreranker.http.protocol import Dialect, Endpoint
+from memreranker.http.protocol import Endpoint
 from memreranker.http.retry import RetryPolicy, exchange
 from memreranker.http.sync_transport import SyncTransport
 from memreranker.http.sync_transport import run as run_sync
@@ -35,60 +36,48 @@ from memreranker.settings import RerankerSettings
 
 logger = logging.getLogger("memreranker")
 
-MEMOS_API_KEY_ENV = "MEMOS_API_KEY"
-MEMOS_BASE_URL_ENV = "MEMOS_BASE_URL"
-
-
-# Self-hosted servers: how their rerank URL is built from base_url, and an example root.
-_SELF_HOSTED: dict[Dialect, tuple[Callable[[str], str], str, str]] = {
-    "vllm": (protocol.vllm_url, "http://localhost:8000", "/v1/rerank"),
-    "tei": (protocol.tei_url, "http://localhost:8080", "/rerank"),
-}
+MEMOS_API_KEY_ENV = BUILTIN_BACKENDS["memos"].api_key_env
+MEMOS_BASE_URL_ENV = BUILTIN_BACKENDS["memos"].base_url_env
 
 
 def resolve_endpoint(settings: RerankerSettings) -> Endpoint:
-    """Where to call, from the settings and (for ``memos``) the environment.
+    """Where to call, from the settings, the backend's row of
+    :data:`~memreranker.backend_table.BUILTIN_BACKENDS` and (for ``memos``) the environment.
 
     Raises:
         ValueError: a missing key (memos), a missing ``base_url`` (vllm, tei), a malformed
             URL or a key with whitespace or control characters inside. The key is never
             echoed.
     """
-    dialect: Dialect
-    if settings.backend == "memos":
-        dialect = "memos"
-        key = _key(settings, env=MEMOS_API_KEY_ENV)
-        if key is None:
-            raise ValueError(
-                "the memos backend needs an API key: pass api_key=... or set the "
-                f"{MEMOS_API_KEY_ENV} environment variable"
-            )
-        base = (
-            settings.base_url
-            or os.environ.get(MEMOS_BASE_URL_ENV, "").strip()
-            or protocol.DEFAULT_MEMOS_BASE_URL
+    spec = BUILTIN_BACKENDS.get(settings.backend_name)
+    if spec is None or spec.dialect is None:
+        raise ValueError(f"backend {settings.backend_name!r} is not an HTTP backend")
+    dialect = spec.dialect
+    key = _key(settings, env=spec.api_key_env)
+    if key is None and spec.needs_api_key:
+        raise ValueError(
+            f"the {spec.name} backend needs an API key: pass api_key=... or set the "
+            f"{spec.api_key_env} environment variable"
         )
-        url = protocol.memos_url(base)
-        model = settings.resolved_model()
-        if model not in protocol.KNOWN_MEMOS_MODELS:
-            logger.warning(
-                "memos: model %r is not one of the documented %s; sending it anyway",
-                model,
-                ", ".join(protocol.KNOWN_MEMOS_MODELS),
-            )
-    elif settings.backend in _SELF_HOSTED:
-        dialect = cast(Dialect, settings.backend)
-        to_url, example, route = _SELF_HOSTED[dialect]
-        if not settings.base_url:
-            raise ValueError(
-                f"backend={dialect!r} needs base_url, the server root (e.g. {example}; "
-                f"{route} is appended) or the full rerank endpoint URL"
-            )
-        key = _key(settings, env=None)
-        url = to_url(settings.base_url)
-        model = settings.model
-    else:
-        raise ValueError(f"backend {settings.backend!r} is not an HTTP backend")
+    base = (
+        settings.base_url
+        or (os.environ.get(spec.base_url_env, "").strip() if spec.base_url_env else "")
+        or spec.default_base_url
+    )
+    if not base:
+        raise ValueError(
+            f"backend={dialect!r} needs base_url, the server root (e.g. {spec.example_base_url}; "
+            f"{spec.route} is appended) or the full rerank endpoint URL"
+        )
+    url = protocol.endpoint_url(dialect, base)
+    model = settings.resolved_model()
+    if spec.known_models and model not in spec.known_models:
+        logger.warning(
+            "%s: model %r is not one of the documented %s; sending it anyway",
+            spec.name,
+            model,
+            ", ".join(spec.known_models),
+        )
     if protocol.is_insecure_remote(url):
         logger.warning(
             "%s: base_url %s is plain http to a non-loopback host: the documents%s travel "
@@ -116,7 +105,7 @@ def _key(settings: RerankerSettings, *, env: str | None) -> str | None:
     return key
 
 
-class HTTPBackend:
+class HTTPBackend(Backend):
     """Scores through a rerank HTTP service (see the module docstring)."""
 
     def __init__(self, settings: RerankerSettings) -> None:
@@ -145,11 +134,11 @@ class HTTPBackend:
         )
 
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         return f"{self._endpoint.dialect}:{self._endpoint.model or 'default'}"
 
     @property
-    def circuit(self) -> CircuitBreaker:
+    def circuit(self) -> CircuitBreaker:  # type: ignore[override]
         """The circuit breaker (``circuit.state``: "closed", "open" or "half_open")."""
         return self._circuit
 

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from memreranker.errors import InputTooLongError
+from memreranker.errors import InputTooLongError, InstructionTooLongError
 from memreranker.ranking import Scored
 from memreranker.settings import RerankerSettings
 
@@ -67,7 +67,8 @@ def fit_inputs(
     query_overhead: int = 0,
     document_overhead: int = 0,
 ) -> tuple[str, list[str]]:
-    """Truncate (with a warning) or reject a query or documents over their token limits.
+    """Truncate (with a warning) or reject a query or documents over their token limits;
+    :class:`InstructionTooLongError` if the template and instruction leave them no room.
 
     The limits apply to the texts as sent: ``query_overhead`` / ``document_overhead`` are
     the estimated tokens a prompt template will add around them, so the caller's own text
@@ -76,7 +77,8 @@ def fit_inputs(
     query_room = limits.max_query_tokens - query_overhead
     document_room = limits.max_document_tokens - document_overhead
     if query_room < 1 or document_room < 1:
-        raise InputTooLongError(
+        # Never cut the instruction (see InstructionTooLongError), with or without truncate.
+        raise InstructionTooLongError(
             f"the prompt template (and instruction) take about {query_overhead} tokens of "
             f"max_query_tokens={limits.max_query_tokens} and {document_overhead} of "
             f"max_document_tokens={limits.max_document_tokens}, leaving no room for the "

@@ -7,10 +7,11 @@ call after the cool-down is let through as a *probe* (the circuit is *half-open*
 arriving while the probe runs fail fast too): its success *closes* the circuit, its failure
 opens it again for another cool-down.
 
-Only service failures count (connection errors, timeouts, 5xx, rate limits, authentication
-errors, replies that fail validation). Caller errors (an input over a limit, a request the
-service rejects as malformed: HTTP 400/413/422, MemOS codes 40000/40002/40305), cancellation
-and programming errors neither count nor reset the count. A call is one ``score``/``ascore``
+Only service failures count (connection errors, timeouts, 5xx, rate limits and spent quotas,
+authentication errors, replies that fail validation). Caller errors (an input over a limit,
+a request the service rejects as malformed: HTTP 400/413/422, MemOS codes 40000/40002/40305),
+cancellation and programming errors neither count nor reset the count. The table is
+:mod:`~memreranker.http.error_policy`. A call is one ``score``/``ascore``
 of the backend, whatever the batches and retries inside it.
 
 The breaker holds a ``threading.Lock`` only around a few assignments, never across I/O, so
@@ -28,42 +29,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
-from memreranker.errors import (
-    AuthenticationError,
-    CircuitOpenError,
-    InvalidResponseError,
-    RateLimitError,
-    RerankTimeoutError,
-    ServiceConnectionError,
-    ServiceError,
-)
+from memreranker.errors import CircuitOpenError
+from memreranker.http.error_policy import counts_against_circuit
 
 logger = logging.getLogger("memreranker")
 
 CircuitState = Literal["closed", "open", "half_open"]
 T = TypeVar("T")
 
-# Errors about one request's content, not the service's health (CONTRACTS section 2/3).
-REQUEST_ERROR_CODES = frozenset({40000, 40002, 40305})
-REQUEST_ERROR_STATUSES = frozenset({400, 413, 422})
-
 
 def is_service_failure(error: BaseException) -> bool:
-    """Whether ``error`` says the service is unhealthy (and so counts towards opening)."""
-    if not isinstance(error, ServiceError) or isinstance(error, CircuitOpenError):
-        return False
-    if isinstance(
-        error,
-        (
-            AuthenticationError,
-            RateLimitError,
-            RerankTimeoutError,
-            ServiceConnectionError,
-            InvalidResponseError,
-        ),
-    ):
-        return True
-    return error.code not in REQUEST_ERROR_CODES and error.status not in REQUEST_ERROR_STATUSES
+    """Whether ``error`` says the service is unhealthy (and so counts towards opening):
+    :mod:`~memreranker.http.error_policy`'s table."""
+    return counts_against_circuit(error)
 
 
 @dataclass(frozen=True)

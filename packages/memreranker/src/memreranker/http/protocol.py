@@ -34,29 +34,20 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from memreranker.errors import (
-    AuthenticationError,
-    InvalidResponseError,
-    RateLimitError,
-    RequestTooLargeError,
-    ServedModelError,
-    ServiceError,
-)
+from memreranker.backend_table import BUILTIN_BACKENDS
+from memreranker.backend_table import Dialect as Dialect
+from memreranker.errors import InvalidResponseError, ServiceError
+from memreranker.http.error_policy import OK_CODES, rule_for
 from memreranker.ranking import Scored
 
-Dialect = Literal["memos", "vllm", "tei"]
+_MEMOS = BUILTIN_BACKENDS["memos"]
+assert _MEMOS.default_base_url is not None
+DEFAULT_MEMOS_BASE_URL: str = _MEMOS.default_base_url
+KNOWN_MEMOS_MODELS = _MEMOS.known_models
 
-DEFAULT_MEMOS_BASE_URL = "https://memos.memtensor.cn/api/openmem/v1"
-KNOWN_MEMOS_MODELS = ("memos-reranker-0.6b", "memos-reranker-4b")
-
-# MemOS cloud error codes (CONTRACTS section 2).
-AUTH_CODES = frozenset({40100, 40130, 40132})
-RATE_LIMIT_CODES = frozenset({40300, 40304})
-TOO_LARGE_CODES = frozenset({40305})
-OK_CODES = frozenset({0, 200})
 
 _MAX_MESSAGE = 500  # characters of server text kept in an error message
 _REDACTED = "***"
@@ -146,6 +137,14 @@ def vllm_url(base_url: str) -> str:
     if base.endswith(("/v1", "/v2")):
         return f"{base}/rerank"
     return f"{base}/v1/rerank"
+
+
+def endpoint_url(dialect: Dialect, base_url: str) -> str:
+    """The rerank endpoint of ``dialect`` under ``base_url`` (validated)."""
+    return _URLS[dialect](base_url)
+
+
+_URLS = {"memos": memos_url, "vllm": vllm_url, "tei": tei_url}
 
 
 def is_insecure_remote(url: str) -> bool:
@@ -448,15 +447,8 @@ def _error_from_body(endpoint: Endpoint, status: int, body: Any, raw: bytes) -> 
         message = text or f"HTTP {status} with an empty body"
     message = endpoint.scrub(message)
     http_status = None if status == 0 else status
-    if (isinstance(code, int) and code in AUTH_CODES) or status in (401, 403):
-        return AuthenticationError(message, status=http_status, code=code)
-    if (isinstance(code, int) and code in RATE_LIMIT_CODES) or status == 429:
-        return RateLimitError(message, status=http_status, code=code)
-    if (isinstance(code, int) and code in TOO_LARGE_CODES) or status == 413:
-        return RequestTooLargeError(message, status=http_status, code=code)
-    if status == 424:
-        return ServedModelError(message, status=http_status, code=code)
-    return ServiceError(message, status=http_status, code=code)
+    # Which error a status / service code makes: one table, http/error_policy.py.
+    return rule_for(status, code).error(message, status=http_status, code=code)
 
 
 def _snippet(raw: bytes) -> str:

@@ -18,20 +18,15 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 from memreranker.errors import (
-    AuthenticationError,
-    InvalidResponseError,
-    RerankTimeoutError,
-    ServiceConnectionError,
     ServiceError,
 )
+from memreranker.http.error_policy import is_retried
 from memreranker.http.protocol import Endpoint, HTTPReply, HTTPRequest, parse_reply, redact_url
 from memreranker.ranking import Scored
 from memreranker.settings import RerankerSettings
 
 logger = logging.getLogger("memreranker")
 
-RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-RETRY_CODES = frozenset({40300, 50000})  # MemOS: rate limit exceeded, internal error
 _MIN_ATTEMPT = 0.01  # seconds: an attempt shorter than this is not worth starting
 
 
@@ -39,9 +34,10 @@ _MIN_ATTEMPT = 0.01  # seconds: an attempt shorter than this is not worth starti
 class RetryPolicy:
     """When to retry, how long to wait, and when to give up.
 
-    Retried: connection errors, per-attempt timeouts, HTTP 429/500/502/503/504 and the MemOS
-    codes 40300 (rate limit) and 50000 (internal error). Never retried: authentication
-    errors, replies that fail validation, other client errors. Waits use exponential backoff
+    Which failures are retried is :mod:`~memreranker.http.error_policy`'s table: connection
+    errors, per-attempt timeouts, HTTP 429/500/502/503/504 and the MemOS codes 40300 (rate
+    limit) and 50000 (internal error); never authentication errors, replies that fail
+    validation, a spent quota (40304) or other client errors. Waits use exponential backoff
     with full jitter unless the reply carries ``Retry-After``, which is honoured as long as it
     fits in the deadline (a longer one gives up at once instead of sleeping in vain).
     """
@@ -70,11 +66,8 @@ class RetryPolicy:
         )
 
     def is_retryable(self, error: ServiceError) -> bool:
-        if isinstance(error, (AuthenticationError, InvalidResponseError)):
-            return False
-        if isinstance(error, (ServiceConnectionError, RerankTimeoutError)):
-            return True
-        return error.status in RETRY_STATUSES or error.code in RETRY_CODES
+        """What :mod:`~memreranker.http.error_policy` says of ``error``."""
+        return is_retried(error)
 
     def backoff_delay(self, retry: int, rng: Callable[[], float] = random.random) -> float:
         """Full jitter: uniform in [0, min(backoff_max, backoff * 2**retry)]."""

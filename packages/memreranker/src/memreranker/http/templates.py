@@ -3,7 +3,7 @@
 A server in Qwen3-Reranker mode (vLLM with ``is_original_qwen3_reranker``, TEI serving a
 seq-cls conversion) scores the query string followed by each document string. With
 ``prompt_format="qwen3"`` the query goes out as ``PREFIX + <Instruct>/<Query> lines`` and each
-document as ``<Document> line + SUFFIX`` (:mod:`memreranker.local.prompt`, the same functions
+document as ``<Document> line + SUFFIX`` (:mod:`memreranker.prompt`, the same functions
 the local backend builds its prompts from), so the concatenation the server scores is the
 model card's prompt, instruction included. ``"plain"`` sends the texts untouched.
 
@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from memreranker.http.batching import estimate_tokens
-from memreranker.local.prompt import format_document, format_query
+from memreranker.prompt import format_document, format_query
 from memreranker.settings import PromptFormat
 
 

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from memreranker.backends.base import Backend
+from memreranker.dedup import Distinct
 from memreranker.errors import (
     InferenceError,
     InputTooLongError,
+    InstructionTooLongError,
     MemRerankerError,
     ModelLoadError,
     UnsupportedRuntimeError,
@@ -32,7 +34,7 @@ CROSS_ENCODER_BATCH_SIZE = 32
 default, which is also faster on CPU than 16 for small cross-encoders (benchmarks/local.py)."""
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """Scores with local weights.
 
     The model loads on the first call (or on :meth:`load`), once; a failed load is retried on
@@ -50,10 +52,11 @@ class LocalBackend:
         self._run_lock = threading.Lock()
 
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # type: ignore[override]
         return f"local:{self.model_name}"
 
-    def load(self) -> ScoringEngine:
+    def load(self) -> ScoringEngine:  # type: ignore[override]
+        """Load the weights now (once); returns the engine that scores them."""
         engine = self._engine
         if engine is not None:
             return engine
@@ -83,27 +86,17 @@ class LocalBackend:
         progress: Advance | None = None,
     ) -> list[Scored]:
         engine = self.load()
+        distinct = Distinct(documents)  # identical documents: one forward pass, every engine
         with self._run_lock:
             try:
-                scores = engine.score(query, documents, instruction, progress=progress)
-            except InputTooLongError:  # a caller mistake (truncate=False), not an outage
+                scores = distinct.expand(
+                    engine.score(query, distinct.items, instruction, progress=progress)
+                )
+            except (InputTooLongError, InstructionTooLongError):  # the caller's text, typed
                 raise
             except Exception as exc:
                 raise InferenceError(f"{type(exc).__name__}: {exc}") from exc
         return list(enumerate(scores))
-
-    async def ascore(
-        self,
-        query: str,
-        documents: Sequence[str],
-        *,
-        instruction: str | None,
-        top_n: int | None,
-        progress: Advance | None = None,
-    ) -> list[Scored]:
-        return await asyncio.to_thread(
-            self.score, query, documents, instruction=instruction, top_n=top_n, progress=progress
-        )
 
     def close(self) -> None:
         with self._load_lock:
@@ -213,31 +206,32 @@ def _exact_engine_for(
 ) -> ScoringEngine | None:
     """The yes/no engine for a seq-cls conversion, if it gives ``reference``'s scores on probe
     pairs (a head that is not what it seems, or a model that is not causal, would not)."""
-    import math
+    from memreranker.local.agreement import (
+        CandidateFailed,
+        ReferenceUnusable,
+        largest_difference,
+        reference_scores,
+        tolerance,
+    )
 
-    import torch
-
-    from memreranker.local.prefix_engine import PROBE_DOCUMENTS, PROBE_QUERY
-
-    docs = list(PROBE_DOCUMENTS)
     try:
-        want = reference.score(PROBE_QUERY, docs, None)
-    except Exception as exc:
+        want = reference_scores(reference, finite=False)
+    except ReferenceUnusable as exc:
         # The model cannot compute at all: no engine can, and the failure surfaces when
         # scoring (one fallback warning, or an InferenceError).
         logger.debug("%s: cannot compare the engines: %s", view.name, exc)
         return None
     try:
         exact = _make_engine(view, settings)
-        got = exact.score(PROBE_QUERY, docs, None)
-    except Exception as exc:
-        worst, reason = math.nan, f"{type(exc).__name__}: {exc}"
+        worst = largest_difference(want, exact)
+    except CandidateFailed as exc:
+        reason = str(exc)
+    except Exception as exc:  # building the exact engine failed
+        reason = f"{type(exc).__name__}: {exc}"
     else:
-        worst = max(abs(a - b) for a, b in zip(want, got, strict=True))
+        if worst <= tolerance(view.dtype):
+            return exact
         reason = f"its scores differ from sentence-transformers' by {worst:.3g}"
-    tolerance = 1e-4 if view.dtype == torch.float32 else 5e-2
-    if all(math.isfinite(w) for w in want) and worst <= tolerance:
-        return exact
     logger.warning(
         "%s renders the model card's prompt but the %s engine cannot serve it (%s): "
         "scoring with sentence-transformers",

@@ -9,21 +9,24 @@ Two kinds can be scored:
   Qwen3-Reranker), scored with ``sentence_transformers.CrossEncoder``.
 
 Everything else is refused with :class:`~memreranker.errors.ModelLoadError`, and so is a
-checkpoint whose weights lack its scoring head or whose tokenizer is missing: transformers
-would fill the head with random values (and build an empty tokenizer) with only a warning,
-and such a model returns confident nonsense.
+checkpoint whose weights lack any parameter (its scoring head, its pooler, one layer) or whose
+tokenizer is missing: transformers would fill the gap with random values (and build an empty
+tokenizer) with only a warning, and such a model returns confident nonsense.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import logging
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from memreranker.errors import ModelLoadError
 from memreranker.hub import looks_like_path
+
+logger = logging.getLogger("memreranker")
 
 CheckpointKind = Literal["yes_no", "cross_encoder"]
 
@@ -154,35 +157,74 @@ def head_parameter_names(model: Any) -> list[str]:
     ]
 
 
-def missing_from(wanted: Iterable[str], stored: set[str]) -> list[str]:
-    """The names in ``wanted`` that no stored tensor carries (stored names may have a prefix)."""
+def missing_from(wanted: Iterable[str], stored: set[str], prefix: str = "") -> list[str]:
+    """The names in ``wanted`` that no stored tensor carries.
+
+    A stored name may carry an extra leading prefix, and a base model saved on its own lacks
+    ``prefix`` (the model's ``base_model_prefix``): transformers loads both.
+    """
+    suffixes = {key.split(".", i)[-1] for key in stored for i in range(key.count(".") + 1)}
+    lead = prefix + "." if prefix else ""
     return [
         name
         for name in wanted
-        if name not in stored and not any(key.endswith("." + name) for key in stored)
+        if name not in suffixes
+        and not (lead and name.startswith(lead) and name[len(lead) :] in stored)
     ]
 
 
-def check_head_is_stored(model: Any, name: str) -> None:
-    """Raise :class:`ModelLoadError` if the weights of ``model``'s head are not in the checkpoint.
+def refuse_missing(name: str, missing: Sequence[str]) -> ModelLoadError:
+    """The error for a checkpoint whose weights lack ``missing`` (parameter names)."""
+    shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+    return ModelLoadError(
+        f"{name!r} lacks {len(missing)} weight(s) ({shown}); refusing to score with "
+        "randomly initialised parameters"
+    )
 
-    transformers initialises such weights at random and only logs a warning; that model would
-    score every pair with a random projection.
+
+def check_weights_are_stored(model: Any, name: str) -> None:
+    """Raise :class:`ModelLoadError` unless every parameter of the loaded ``model`` was read
+    from the checkpoint's weight files.
+
+    transformers initialises missing weights at random and only logs a warning: a BERT
+    without its pooler, or a transformer without one layer, then scores every pair with
+    random projections, differently on every load. The check compares the model's parameter
+    names (tied ones once) with the tensor names in the weight files' headers, which costs
+    milliseconds. Only when names seem missing is transformers asked for its own answer
+    (a second load with ``output_loading_info``), so that a checkpoint it renames on loading
+    (legacy ``LayerNorm.gamma``, say) is never refused for its names.
     """
-    head = head_parameter_names(model)
     stored = stored_tensor_names(name)
     if stored is None:
         raise ModelLoadError(
             f"cannot find the weight files of {name!r} (model.safetensors, pytorch_model.bin or "
-            "their shard index) to check that its scoring head was trained; refusing to score"
+            "their shard index) to check that its weights were trained; refusing to score"
         )
-    missing = missing_from(head, stored)
+    prefix = getattr(model, "base_model_prefix", "") or ""
+    missing = missing_from([n for n, _ in model.named_parameters()], stored, prefix)
     if missing:
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+        missing = _confirmed_missing(model, name, missing)
+    if not missing:
+        return
+    head = [n for n in head_parameter_names(model) if n in set(missing)]
+    if head:
+        shown = ", ".join(head[:5]) + (" ..." if len(head) > 5 else "")
         raise ModelLoadError(
             f"{name!r} has no trained scoring head: its weights lack {shown}, which "
             "transformers would initialise at random; refusing to score with a random head"
         )
+    raise refuse_missing(name, missing)
+
+
+def _confirmed_missing(model: Any, name: str, candidates: list[str]) -> list[str]:
+    """transformers' own list of the weights it did not find, loading ``name`` again."""
+    try:
+        dtype = next(model.parameters()).dtype
+        _, info = type(model).from_pretrained(name, dtype=dtype, output_loading_info=True)
+    except Exception as exc:  # cannot ask: trust the names
+        logger.debug("%s: cannot confirm the missing weights: %s", name, exc)
+        return candidates
+    return sorted(info.get("missing_keys") or [])
 
 
 def check_tokenizer(tokenizer: Any, name: str) -> None:

@@ -9,12 +9,12 @@ model card's "Sentence Transformers (Recommended)" path.
 
 :class:`CrossEncoderEngine` runs ``CrossEncoder.predict``'s own steps (pairs sorted longest
 first, ``preprocess``, forward, sigmoid) so that it can report progress after every batch and
-see how many pairs reached ``max_length``; it scores identical documents once.
+see how many pairs reached ``max_length``; identical documents are scored once
+(:mod:`memreranker.dedup`, by the local backend).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,39 +24,26 @@ import torch
 from memreranker.errors import InputTooLongError, ModelLoadError
 from memreranker.local.checkpoint import (
     Checkpoint,
-    check_head_is_stored,
     check_tokenizer,
+    check_weights_are_stored,
     checkpoint_file,
 )
 from memreranker.local.loading import LoadedModel, resolve_device, resolve_dtype
-from memreranker.local.prompt import DEFAULT_INSTRUCTION, PREFIX, SUFFIX, format_body
 from memreranker.progress import Advance
+from memreranker.prompt import (
+    CARD_CHAT_TEMPLATE,
+    CARD_PROMPT_NAME,
+    CARD_PROMPTS,
+    DEFAULT_INSTRUCTION,
+    PREFIX,
+    SUFFIX,
+    format_body,
+)
 
 logger = logging.getLogger("memreranker")
 
 ST_CONFIG = "config_sentence_transformers.json"
 """The file a checkpoint prepared for sentence-transformers ships (prompts, activation)."""
-
-CARD_PROMPT_NAME = "query"
-
-CARD_CHAT_TEMPLATE = (
-    "{%- set ns = namespace(instruction=" + json.dumps(DEFAULT_INSTRUCTION) + ", "
-    "query='', document='') -%}"
-    "{%- for m in messages -%}"
-    "{%- if m.content is string -%}{%- set text = m.content -%}"
-    "{%- else -%}{%- set text = m.content | map(attribute='text') | join('') -%}{%- endif -%}"
-    "{%- if m.role == 'system' -%}{%- set ns.instruction = text -%}"
-    "{%- elif m.role == 'query' -%}{%- set ns.query = text -%}"
-    "{%- elif m.role == 'document' -%}{%- set ns.document = text -%}{%- endif -%}"
-    "{%- endfor -%}"
-    "{{ " + json.dumps(PREFIX) + " + '<Instruct>: ' + ns.instruction + '\\n<Query>: ' + "
-    "ns.query + '\\n<Document>: ' + ns.document + " + json.dumps(SUFFIX) + " }}"
-)
-"""The model card's prompt as a chat template for CrossEncoder's roles: the prompt (an
-instruction) arrives as the ``system`` message, the pair as ``query`` and ``document``."""
-
-CARD_PROMPTS = {CARD_PROMPT_NAME: DEFAULT_INSTRUCTION}
-"""CrossEncoder prompts of the model card: the default instruction under the name "query"."""
 
 
 def load_cross_encoder(
@@ -75,8 +62,8 @@ def load_cross_encoder(
     MemReranker checkpoint has them.
 
     Raises:
-        ModelLoadError: sentence-transformers is missing or too old, the weights lack the
-            scoring head, the tokenizer is missing, or loading fails.
+        ModelLoadError: sentence-transformers is missing or too old, the weights lack a
+            parameter (the scoring head, a layer), the tokenizer is missing, or loading fails.
     """
     try:
         import sentence_transformers
@@ -119,7 +106,7 @@ def load_cross_encoder(
     hf_model = model.model
     if hf_model is None:
         raise ModelLoadError(f"{name!r}: sentence-transformers loaded no transformers model")
-    check_head_is_stored(hf_model, name)
+    check_weights_are_stored(hf_model, name)
     if checkpoint.kind == "yes_no":
         _check_logit_score(model, name)
     elif getattr(hf_model.config, "num_labels", 1) != 1 or model.num_labels != 1:
@@ -244,9 +231,7 @@ class CrossEncoderEngine:
         if not documents:
             return []
         prompt = self.prompt(instruction)
-        slot: dict[str, int] = {}
-        index = [slot.setdefault(doc, len(slot)) for doc in documents]
-        unique = list(slot)
+        unique = list(documents)  # distinct: LocalBackend removes duplicates (dedup.py)
         # CrossEncoder.predict's order: longest first by characters, so batches pad little.
         order = sorted(range(len(unique)), key=lambda i: -(len(query) + len(unique[i])))
         scores = [0.0] * len(unique)
@@ -281,7 +266,7 @@ class CrossEncoderEngine:
                 len(unique),
                 limit,
             )
-        return [scores[i] for i in index]
+        return scores
 
 
 # Probe pairs for recognising a checkpoint that renders the model card's prompt.

@@ -11,10 +11,11 @@ from typing import Protocol
 
 import torch
 
+from memreranker.errors import InstructionTooLongError
 from memreranker.local.loading import LoadedModel
-from memreranker.local.prompt import format_body
 from memreranker.local.truncation import fit_query, query_budget, report_truncated_documents
 from memreranker.progress import Advance
+from memreranker.prompt import format_body
 
 
 class ScoringEngine(Protocol):
@@ -85,6 +86,15 @@ class PaddedBatchEngine:
         loaded = self.loaded
         tokenizer = loaded.tokenizer
         fixed = len(tokenizer(format_body(instruction, "", ""), verbose=False)["input_ids"])
+        if fixed >= self.body_budget:
+            # Cutting the body from the right would cut the instruction and leave no query
+            # or document in any prompt: every score alike. An instruction is never cut.
+            raise InstructionTooLongError(
+                f"{loaded.name}: the instruction and the prompt take {fixed} of the "
+                f"{self.body_budget} tokens max_length={self.max_length} leaves for them, "
+                "leaving no room for the query and the document: shorten the instruction "
+                "or raise max_length"
+            )
         query = fit_query(
             tokenizer,
             query,

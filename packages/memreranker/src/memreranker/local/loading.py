@@ -9,8 +9,13 @@ from typing import Any
 import torch
 
 from memreranker.errors import ModelLoadError
-from memreranker.local.checkpoint import Checkpoint, check_tokenizer, inspect_checkpoint
-from memreranker.local.prompt import PREFIX, SUFFIX
+from memreranker.local.checkpoint import (
+    Checkpoint,
+    check_tokenizer,
+    inspect_checkpoint,
+    refuse_missing,
+)
+from memreranker.prompt import PREFIX, SUFFIX
 
 logger = logging.getLogger("memreranker")
 
@@ -96,11 +101,7 @@ def load_model(
     if missing:
         # transformers fills missing weights with random values and only warns: a model
         # scored that way returns confident nonsense, so it is an error here.
-        shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise ModelLoadError(
-            f"{name!r} lacks {len(missing)} weight(s) ({shown}); refusing to score with "
-            "randomly initialised parameters"
-        )
+        raise refuse_missing(name, missing)
 
     lm_head = model.get_output_embeddings()
     if lm_head is None or max(yes_id, no_id) >= lm_head.weight.shape[0]:

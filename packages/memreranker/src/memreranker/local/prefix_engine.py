@@ -15,12 +15,20 @@ into the query, only shortens the shared part. Scores equal the recipe's up to f
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import torch
 
+from memreranker.local.agreement import (  # noqa: F401  (PROBE_*: re-exported)
+    PROBE_DOCUMENTS,
+    PROBE_QUERY,
+    CandidateFailed,
+    ReferenceUnusable,
+    largest_difference,
+    reference_scores,
+    tolerance,
+)
 from memreranker.local.engines import PaddedBatchEngine, yes_probability
 from memreranker.local.loading import LoadedModel
 from memreranker.progress import Advance
@@ -32,15 +40,6 @@ logger = logging.getLogger("memreranker")
 # compute; on a CPU, compute dominates and small, tightly packed batches win.
 _BATCH_OVERHEAD_TOKENS = {"cpu": 32, "cuda": 1024}
 _DEFAULT_OVERHEAD_TOKENS = 256
-
-
-PROBE_QUERY = "Where does the user's sister live?"
-PROBE_DOCUMENTS = (
-    "The user's sister Anna lives in Berlin and works at a museum near the river.",
-    "yes",
-    ": starts with a colon",
-    "用户喜欢打羽毛球 🎉",
-)
 
 
 class PrefixEngineMismatch(RuntimeError):
@@ -201,20 +200,17 @@ class PrefixCacheEngine:
                 takes no per-layer masks or shared keys, say).
             Exception: the model cannot compute at all (recipe included); nothing to compare.
         """
-        tolerance = 1e-4 if self.loaded.dtype == torch.float32 else 5e-2
-        docs = list(PROBE_DOCUMENTS)
-        want = self._recipe.score(PROBE_QUERY, docs, None)
-        if not all(math.isfinite(w) for w in want):
-            raise ValueError("the model's own scores are not finite: nothing to compare")
         try:
-            got = self.score(PROBE_QUERY, docs, None)
-        except Exception as exc:
+            want = reference_scores(self._recipe)
+        except ReferenceUnusable as exc:
+            raise exc.__cause__ or exc from None  # the recipe's own error, or not finite
+        try:
+            worst = largest_difference(want, self)
+        except CandidateFailed as exc:
             raise PrefixEngineMismatch(
-                f"prefix engine self-check failed: it cannot run on this model "
-                f"({type(exc).__name__}: {exc})"
-            ) from exc
-        worst = max(abs(a - b) for a, b in zip(want, got, strict=True))
-        if not worst <= tolerance:
+                f"prefix engine self-check failed: it cannot run on this model ({exc})"
+            ) from exc.__cause__
+        if not worst <= tolerance(self.loaded.dtype):
             raise PrefixEngineMismatch(
                 f"prefix engine self-check failed: scores differ from the recipe by {worst:.3g}"
             )
