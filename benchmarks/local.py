@@ -28,7 +28,15 @@ Methods (``--methods``, default all of the family):
   published checkpoint; ``recipe``: the model card's transformers code as written
   (full-vocabulary logits), run under ``torch.inference_mode`` in chunks of ``--batch-size``.
 * cross-encoder: ``memreranker``: ``MemReranker(model=...)`` (sentence-transformers path);
-  ``predict``: ``CrossEncoder(path).predict(pairs)``, as a user would call it.
+  ``onnx`` / ``onnx-int8``: ``MemReranker(model=..., runtime="onnx")``, fp32 / with
+  ``quantize="int8"`` (ONNX Runtime, ``--threads`` intra-op threads);
+  ``predict``: ``CrossEncoder(path).predict(pairs)``, as a user would call it;
+  ``flashrank`` / ``flashrank-int8``: FlashRank's ``Ranker.rerank`` on the very ONNX files the
+  ``onnx`` methods score with (exported once by the parent into $MEMRERANKER_CACHE, placed in
+  FlashRank's offline cache layout with the checkpoint's tokenizer and config files), its
+  session rebuilt with ``--threads`` intra-op threads (its other session options its own).
+  sentence-transformers' ``backend="onnx"`` is not a method: it needs optimum-onnx, which
+  installs only with transformers 4.x (pip downgrades transformers 5 to 4.57.6).
 * seq-cls: ``prefix``: ``MemReranker(model=...)``, served by the prefix engine;
   ``st-engine``: ``MemReranker(engine="crossencoder")``; ``predict``: ``CrossEncoder.predict``
   with the checkpoint's own prompt.
@@ -77,7 +85,19 @@ FAMILIES: dict[str, dict[str, Any]] = {
         "methods": ("prefix", "batched", "st-engine", "crossencoder", "recipe"),
         "baseline": "crossencoder",
     },
-    "cross-encoder": {"methods": ("memreranker", "predict"), "baseline": "predict"},
+    "cross-encoder": {
+        "methods": (
+            "memreranker",
+            "onnx",
+            "onnx-int8",
+            "predict",
+            "flashrank",
+            "flashrank-int8",
+        ),
+        "baseline": "predict",
+        # Also compared round by round: the targets of the ONNX runtime (issue 24).
+        "pairs": (("onnx", "flashrank"), ("onnx-int8", "flashrank-int8"), ("onnx", "memreranker")),
+    },
     "seq-cls": {"methods": ("prefix", "st-engine", "predict"), "baseline": "predict"},
 }
 MINILM = {"hidden_size": 384, "num_layers": 6, "num_heads": 12, "intermediate_size": 1536}
@@ -188,9 +208,81 @@ def _embedded_model(reranker: Any) -> Any:
     return loaded.decoder if loaded is not None else engine.model.model
 
 
+FLASHRANK_NAME = "ms-marco-MiniLM-L-12-v2"
+"""The model name FlashRank is given: any name of its ``model_file_map`` loads offline from
+``cache_dir/<name>/<its file>``; the file placed there is this benchmark's export."""
+FLASHRANK_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "config.json",
+    "special_tokens_map.json",
+)
+
+
+def flashrank_file() -> str:
+    from flashrank.Config import model_file_map
+
+    return str(model_file_map[FLASHRANK_NAME])
+
+
+class _TokenCounter:
+    """Tokens fed to an ONNX session (the methods without a torch embedding layer to hook)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def add(self, n: int) -> None:
+        self.count += n
+
+
+def prepare_onnx(model_dir: Path, cache: Path, threads: int | None) -> dict[str, str]:
+    """Export (or find) the fp32 and int8 ONNX files as ``runtime="onnx"`` does, and lay each
+    out for FlashRank offline; returns the FlashRank cache dir of each FlashRank method."""
+    import shutil
+
+    from memreranker import MemReranker
+
+    dirs = {}
+    for method, quantize in (("flashrank", None), ("flashrank-int8", "int8")):
+        reranker = MemReranker(
+            model=str(model_dir), runtime="onnx", quantize=quantize, on_error="raise"
+        )
+        engine = reranker._backend.load()  # type: ignore[attr-defined]
+        if engine.runtime != "onnx":
+            raise SystemExit("the ONNX export failed (see the warning above)")
+        source = Path(engine.forward.path)
+        reranker.close()
+        root = cache / f"bench-flashrank-{source.parent.name}"
+        target = root / FLASHRANK_NAME
+        target.mkdir(parents=True, exist_ok=True)
+        link = target / flashrank_file()
+        if not link.exists():
+            link.symlink_to(source)
+        for name in FLASHRANK_FILES:
+            if (target / name).exists():
+                continue
+            if (model_dir / name).exists():
+                shutil.copyfile(model_dir / name, target / name)
+            elif name == "special_tokens_map.json":  # transformers 5 no longer writes it
+                from transformers import AutoTokenizer
+
+                specials = AutoTokenizer.from_pretrained(str(model_dir)).special_tokens_map
+                (target / name).write_text(json.dumps(specials))
+        dirs[method] = str(root)
+    return dirs
+
+
 def _make_runner(
-    family: str, method: str, model_dir: str, device: str, dtype: str, batch_size: int | None
+    family: str,
+    method: str,
+    model_dir: str,
+    device: str,
+    dtype: str,
+    batch_size: int | None,
+    threads: int | None = None,
+    flashrank_dirs: dict[str, str] | None = None,
 ) -> Any:
+    flashrank_dirs = flashrank_dirs or {}
     import torch
 
     torch_dtype = getattr(torch, dtype)
@@ -217,6 +309,68 @@ def _make_runner(
             return [by_index[i] for i in range(len(docs))]
 
         return run, _embedded_model(reranker)
+
+    if method in ("onnx", "onnx-int8"):
+        from memreranker import MemReranker
+
+        reranker = MemReranker(
+            model=model_dir,
+            runtime="onnx",
+            quantize="int8" if method == "onnx-int8" else None,
+            threads=threads,
+            batch_size=batch_size,
+            on_error="raise",
+        )
+        engine = reranker._backend.load()  # type: ignore[attr-defined]
+        if engine.runtime != "onnx":
+            raise SystemExit(f"{method}: MemReranker fell back to torch")
+        fed = _TokenCounter()
+        forward = engine.forward
+
+        def counted(features: dict[str, Any]) -> Any:
+            fed.add(int(features["input_ids"].numel()))
+            return forward(features)
+
+        engine.forward = counted
+
+        def run(query: str, docs: list[str]) -> list[float]:
+            by_index = {r.index: r.score for r in reranker.rerank(query, docs)}
+            return [by_index[i] for i in range(len(docs))]
+
+        return run, fed
+
+    if method in ("flashrank", "flashrank-int8"):
+        import onnxruntime as ort
+        from flashrank import Ranker, RerankRequest
+
+        ranker = Ranker(
+            model_name=FLASHRANK_NAME,
+            cache_dir=flashrank_dirs[method],
+            max_length=512,
+            log_level="WARNING",
+        )
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        model_file = ranker.model_dir / flashrank_file()
+        ranker.session = ort.InferenceSession(str(model_file), sess_options=options)
+        fed = _TokenCounter()
+        session_run = ranker.session.run
+
+        class CountingSession:
+            def run(self, names: Any, feed: dict[str, Any]) -> Any:
+                fed.add(int(feed["input_ids"].size))
+                return session_run(names, feed)
+
+        ranker.session = CountingSession()
+
+        def run(query: str, docs: list[str]) -> list[float]:
+            passages = [{"id": i, "text": d} for i, d in enumerate(docs)]
+            ranked = ranker.rerank(RerankRequest(query=query, passages=passages))
+            by_id = {p["id"]: float(p["score"]) for p in ranked}
+            return [by_id[i] for i in range(len(docs))]
+
+        return run, fed
 
     if method == "predict":
         from sentence_transformers import CrossEncoder
@@ -344,15 +498,23 @@ def child_memory(spec: dict[str, Any]) -> dict[str, Any]:
     device = spec["device"]
     cuda = device.startswith("cuda")
     run, decoder = _make_runner(
-        spec["family"], spec["method"], spec["model_dir"], device, spec["dtype"], spec["batch_size"]
+        spec["family"],
+        spec["method"],
+        spec["model_dir"],
+        device,
+        spec["dtype"],
+        spec["batch_size"],
+        spec["threads"],
+        spec.get("flashrank_dirs"),
     )
-    fed = [0]
+    counter = decoder if isinstance(decoder, _TokenCounter) else _TokenCounter()
 
     def count(_module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         ids = args[0] if args else kwargs.get("input")
-        fed[0] += int(ids.numel())
+        counter.add(int(ids.numel()))
 
-    decoder.get_input_embeddings().register_forward_pre_hook(count, with_kwargs=True)
+    if not isinstance(decoder, _TokenCounter):
+        decoder.get_input_embeddings().register_forward_pre_hook(count, with_kwargs=True)
     query, docs = spec["query"], spec["documents"]
     rss_loaded = _status_kb("VmRSS") / 1024
     hwm_reset = _reset_peak_rss()
@@ -361,14 +523,19 @@ def child_memory(spec: dict[str, Any]) -> dict[str, Any]:
         torch.cuda.reset_peak_memory_stats()
         rss_loaded = torch.cuda.memory_allocated() / 2**20
     run(query, docs)  # warm-up
-    fed[0] = 0
+    counter.count = 0
     scores = run(query, docs)
     if cuda:
         torch.cuda.synchronize()
         peak = torch.cuda.max_memory_allocated() / 2**20
     else:
         peak = _status_kb("VmHWM") / 1024 if hwm_reset else float("nan")
-    return {"scores": scores, "fed_tokens": fed[0], "loaded_mb": rss_loaded, "peak_mb": peak}
+    return {
+        "scores": scores,
+        "fed_tokens": counter.count,
+        "loaded_mb": rss_loaded,
+        "peak_mb": peak,
+    }
 
 
 def child_timing(spec: dict[str, Any]) -> dict[str, Any]:
@@ -381,7 +548,14 @@ def child_timing(spec: dict[str, Any]) -> dict[str, Any]:
     runners = {}
     for method in methods:
         runners[method], _ = _make_runner(
-            spec["family"], method, spec["model_dir"], device, spec["dtype"], spec["batch_size"]
+            spec["family"],
+            method,
+            spec["model_dir"],
+            device,
+            spec["dtype"],
+            spec["batch_size"],
+            spec["threads"],
+            spec.get("flashrank_dirs"),
         )
     query, docs = spec["query"], spec["documents"]
     for method in methods:
@@ -434,7 +608,12 @@ def run_child(spec: dict[str, Any], progress: Any = None) -> dict[str, Any]:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+            env={
+                **os.environ,
+                "HF_HUB_OFFLINE": "1",
+                "TRANSFORMERS_OFFLINE": "1",
+                "ORT_DISABLE_TELEMETRY": "1",  # else onnxruntime writes /tmp/.ses
+            },
         )
         errors: list[str] = []
         assert proc.stderr is not None and proc.stdout is not None
@@ -475,6 +654,7 @@ def report(
     ideal: tuple[int, int] | None,
     cuda: bool,
     baseline: str,
+    pairs: tuple[tuple[str, str], ...] = (),
 ) -> None:
     ok = {m: r for m, r in results.items() if "error" not in r}
     base = ok.get(baseline)
@@ -529,6 +709,14 @@ def report(
                 f"{statistics.median(rounds):.3f}x, min {min(rounds):.3f}x, "
                 f"max {max(rounds):.3f}x ({len(rounds)} rounds); "
                 f"fastest call vs fastest call: {best:.3f}x."
+            )
+    for method, other in pairs:
+        if method in ok and other in ok:
+            rounds = [b / m for m, b in zip(ok[method]["times"], ok[other]["times"], strict=False)]
+            print(
+                f"{method} vs {other}, pairs/s per round: median "
+                f"{statistics.median(rounds):.3f}x, min {min(rounds):.3f}x, "
+                f"max {max(rounds):.3f}x ({len(rounds)} rounds)."
             )
     memory_runs = {
         m: r["peak_runs_mb"] for m, r in ok.items() if len(r.get("peak_runs_mb", [])) > 1
@@ -626,6 +814,10 @@ def main() -> None:
                 from memreranker.testing import build_test_qwen3_cross_encoder
 
                 build_test_qwen3_cross_encoder(model_dir, causal=causal_dir)
+    flashrank_dirs = None
+    if args.family == "cross-encoder":
+        print("exporting to ONNX (once; cached) ...", file=sys.stderr)
+        flashrank_dirs = prepare_onnx(model_dir, cache, args.threads)
     config = json.loads((model_dir / "config.json").read_text())
     from memreranker.testing import qwen3_tokenizer_dir
 
@@ -645,6 +837,7 @@ def main() -> None:
         "dtype": dtype,
         "batch_size": args.batch_size,
         "threads": args.threads,
+        "flashrank_dirs": flashrank_dirs,
     }
     results: dict[str, dict[str, dict[str, Any]]] = {w: {} for w in chosen}
     steps = len(chosen) * ((1 + args.memory_runs) * len(methods) + args.repeats)
@@ -713,7 +906,15 @@ def main() -> None:
         ideal = None
         if args.family != "cross-encoder":
             ideal = ideal_tokens(tokenizer, workloads[workload]["query"], docs)
-        report(workload, len(docs), results[workload], ideal, cuda, family["baseline"])
+        report(
+            workload,
+            len(docs),
+            results[workload],
+            ideal,
+            cuda,
+            family["baseline"],
+            family.get("pairs", ()),
+        )
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ assert memreranker.__file__.startswith(sys.prefix), memreranker.__file__  # not 
 dist = md.distribution("memreranker")
 assert wheels in json.loads(dist.read_text("direct_url.json"))["url"]  # from our wheel
 assert any(str(f).endswith("licenses/LICENSE") for f in dist.files)
-for absent in ("torch", "transformers", "tqdm"):
+for absent in ("torch", "transformers", "tqdm", "onnxruntime"):
     assert importlib.util.find_spec(absent) is None, absent  # a core-only install
 with MemReranker("memos", base_url=url + "/api/openmem/v1", api_key="k", timeout=5) as r:
     results = r.rerank("What does the user like to drink?", ["User likes tea.", "User rows."])

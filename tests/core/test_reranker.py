@@ -261,8 +261,9 @@ def test_import_does_not_import_torch() -> None:
         "from memreranker import MemReranker\n"
         "r = MemReranker(model='/does/not/exist')\n"
         "r = MemReranker(model='/does/not/exist', engine='crossencoder')\n"
+        "r = MemReranker(model='/does/not/exist', runtime='onnx', quantize='int8')\n"
         "import memreranker.pool, memreranker.memory_text\n"
-        "heavy = {'torch', 'transformers', 'sentence_transformers', 'langgraph'}\n"
+        "heavy = {'torch', 'transformers', 'sentence_transformers', 'langgraph', 'onnxruntime'}\n"
         "heavy &= set(sys.modules)\n"
         "assert not heavy, heavy\n"
     )

@@ -58,3 +58,15 @@ async def test_retriever_ranks_like_cross_encoder_predict(
     # The store's documents are untouched.
     stored = vectorstore.get_by_ids([d.id for d in docs if d.id])
     assert all(RELEVANCE_SCORE_KEY not in d.metadata for d in stored)
+
+
+def test_onnx_runtime_ranks_like_cross_encoder_predict(
+    vectorstore: InMemoryVectorStore, tiny_cross_encoder: Path
+) -> None:
+    # runtime="onnx" through the shell: ONNX Runtime on the exported model, the same ranking
+    # and scores as CrossEncoder.predict (within 1e-5).
+    base = vectorstore.as_retriever(search_kwargs={"k": K}).invoke(QUERY)
+    rerank = MemRerank(model=str(tiny_cross_encoder), runtime="onnx", on_error="raise", top_n=TOP_N)
+    assert rerank.runtime == "onnx"
+    check(list(rerank.compress_documents(base, QUERY)), predicted(tiny_cross_encoder, base))
+    rerank.close()

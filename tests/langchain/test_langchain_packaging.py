@@ -34,7 +34,8 @@ def test_import_never_imports_torch() -> None:
     code = (
         "import sys\n"
         "from langchain_memreranker import MemRerank\n"
-        "heavy = {'torch', 'transformers', 'sentence_transformers', 'langchain_community'}\n"
+        "heavy = {'torch', 'transformers', 'sentence_transformers', 'langchain_community',\n"
+        "         'onnxruntime'}\n"
         "assert not heavy & set(sys.modules), heavy & set(sys.modules)\n"
         # The store's module (and langgraph) only on first use of MemRerankStore.
         "assert not {'langgraph', 'langchain_memreranker.store'} & set(sys.modules)\n"

@@ -28,14 +28,21 @@ def predicted(path: Path, retrieved: list[NodeWithScore]) -> list[tuple[str, flo
     return [(retrieved[i].node.node_id, float(scores[i])) for i in order]
 
 
-@pytest.mark.parametrize("mode", ["sync", "async"])
+# runtime="onnx": ONNX Runtime on the exported model, the same ranking and scores (1e-5).
+@pytest.mark.parametrize(
+    ("mode", "runtime"), [("sync", "torch"), ("async", "torch"), ("sync", "onnx")]
+)
 async def test_query_engine_ranks_like_cross_encoder_predict(
-    tiny_cross_encoder: Path, nodes: list[NodeWithScore], embed_model, mode: str
+    tiny_cross_encoder: Path, nodes: list[NodeWithScore], embed_model, mode: str, runtime: str
 ) -> None:
     index = VectorStoreIndex([n.node for n in nodes], embed_model=embed_model)
     retriever = index.as_retriever(similarity_top_k=RETRIEVE)
     rerank = MemRerank(
-        model=str(tiny_cross_encoder), top_n=TOP_N, keep_retrieval_score=True, on_error="raise"
+        model=str(tiny_cross_encoder),
+        top_n=TOP_N,
+        keep_retrieval_score=True,
+        on_error="raise",
+        runtime=runtime,
     )
     engine = RetrieverQueryEngine.from_args(retriever, llm=MockLLM(), node_postprocessors=[rerank])
     retrieved = retriever.retrieve(QUERY)

@@ -23,6 +23,7 @@ from memreranker.errors import (
     ServedModelError,
     ServiceConnectionError,
     ServiceError,
+    UnsupportedRuntimeError,
 )
 from memreranker.reranker import MemReranker
 from memreranker.settings import RerankerSettings
@@ -51,5 +52,6 @@ __all__ = [
     "ServedModelError",
     "ServiceConnectionError",
     "ServiceError",
+    "UnsupportedRuntimeError",
     "__version__",
 ]

@@ -116,6 +116,9 @@ SETTING_SCOPES: Mapping[str, frozenset[str]] = {
     "batch_size": LOCAL,
     "max_length": LOCAL,
     "engine": LOCAL,
+    "runtime": LOCAL,
+    "quantize": LOCAL,
+    "threads": LOCAL,
     "truncate": BUILTIN,
     "max_query_tokens": BUILTIN,
     # The HTTP settings are tolerated on local weights, as they always were (shells and

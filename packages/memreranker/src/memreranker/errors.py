@@ -24,6 +24,14 @@ class ModelLoadError(MemRerankerError):
     present)."""
 
 
+class UnsupportedRuntimeError(ModelLoadError, ValueError):
+    """``runtime="onnx"`` asked of a checkpoint that only torch can score (a yes/no causal LM).
+
+    Found when the checkpoint is inspected at load; a ``ValueError`` as well, since the
+    setting, not the checkpoint, is at fault.
+    """
+
+
 class InferenceError(MemRerankerError):
     """The backend failed while scoring (a runtime error in the model, for example)."""
 

@@ -15,6 +15,7 @@ from memreranker.errors import (
     InstructionTooLongError,
     MemRerankerError,
     ModelLoadError,
+    UnsupportedRuntimeError,
 )
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
@@ -99,7 +100,11 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         with self._load_lock:
-            self._engine = None
+            engine, self._engine = self._engine, None
+        close = getattr(engine, "close", None)
+        if close is not None:
+            with self._run_lock:  # not while a call is scoring with it
+                close()
 
 
 def _load_engine(name: str, settings: RerankerSettings) -> ScoringEngine:
@@ -113,6 +118,12 @@ def _load_engine(name: str, settings: RerankerSettings) -> ScoringEngine:
     from memreranker.local.checkpoint import inspect_checkpoint
 
     checkpoint = inspect_checkpoint(name)
+    if settings.runtime != "torch" and checkpoint.kind == "yes_no":
+        raise UnsupportedRuntimeError(
+            f"runtime={settings.runtime!r} applies to cross-encoder checkpoints "
+            f"(...ForSequenceClassification); {checkpoint.name!r} is a yes/no causal LM, whose "
+            'engines run on torch: leave runtime="torch" (the default)'
+        )
     if checkpoint.kind == "yes_no" and settings.engine != "crossencoder":
         from memreranker.local.loading import load_model
 
@@ -121,16 +132,24 @@ def _load_engine(name: str, settings: RerankerSettings) -> ScoringEngine:
 
     from memreranker.local.crossencoder import CrossEncoderEngine, load_cross_encoder, yes_no_view
 
+    onnx = settings.runtime != "torch"
     model = load_cross_encoder(
-        checkpoint, device=settings.device, dtype=settings.dtype, max_length=settings.max_length
+        checkpoint,
+        # The ONNX export is traced on CPU in float32 (and is the torch path if it fails).
+        device="cpu" if onnx else settings.device,
+        dtype="float32" if onnx else settings.dtype,
+        max_length=settings.max_length,
     )
     engine = CrossEncoderEngine(
         model,
         name=checkpoint.name,
         batch_size=settings.batch_size or CROSS_ENCODER_BATCH_SIZE,
         truncate=settings.truncate,
+        forward=_onnx_forward(checkpoint, model, settings),
     )
-    if settings.engine == "crossencoder":
+    if settings.engine == "crossencoder" or settings.runtime != "torch":
+        # runtime="onnx" serves a seq-cls conversion of a yes/no reranker through ONNX
+        # Runtime too (the scores of CrossEncoder.predict), not through the torch engines.
         return engine
     view = yes_no_view(model, checkpoint)
     if view is None:
@@ -141,6 +160,45 @@ def _load_engine(name: str, settings: RerankerSettings) -> ScoringEngine:
         return engine
     logger.info("%s: a seq-cls yes/no reranker, served by the %s engine", name, exact.name)
     return exact
+
+
+def _onnx_forward(checkpoint: Any, model: Any, settings: RerankerSettings) -> Any:
+    """The ONNX Runtime forward for ``runtime="onnx"``, or None (torch).
+
+    A failed export, session or check is one WARNING, then the torch path (the same scores,
+    torch's speed); a missing onnxruntime is a :class:`ModelLoadError`.
+    """
+    if settings.runtime == "torch":
+        return None
+    from memreranker.local.onnx_runtime import load_onnx_forward
+
+    try:
+        forward = load_onnx_forward(
+            checkpoint, model, quantize=settings.quantize, threads=settings.threads
+        )
+    except ModelLoadError as exc:
+        if "memreranker[onnx]" in str(exc):
+            raise
+        reason = str(exc)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    else:
+        logger.info(
+            "%s: scoring with ONNX Runtime (%s, %d threads): %s",
+            checkpoint.name,
+            settings.quantize or "fp32",
+            forward.threads,
+            forward.path,
+        )
+        # The torch weights are no longer needed: only the tokenizer (preprocess) is.
+        model.model.to("meta")
+        return forward
+    logger.warning(
+        'runtime="onnx" is unavailable for %s (%s): scoring with torch instead',
+        checkpoint.name,
+        reason,
+    )
+    return None
 
 
 def _exact_engine_for(

@@ -16,7 +16,7 @@ see how many pairs reached ``max_length``; identical documents are scored once
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -166,17 +166,43 @@ class CrossEncoderEngine:
         truncate: ``False``: a pair that reaches ``max_length`` raises
             :class:`~memreranker.errors.InputTooLongError` instead of being cut with a
             warning (as the yes/no engines do with ``truncate=False``).
+        forward: Preprocessed features to one logit per pair, in place of the torch forward
+            (``runtime="onnx"``: an ONNX Runtime session, see
+            :mod:`memreranker.local.onnx_runtime`); ``close`` is called on it by :meth:`close`.
     """
 
     name = "crossencoder"
 
-    def __init__(self, model: Any, *, name: str, batch_size: int, truncate: bool = True) -> None:
+    def __init__(
+        self,
+        model: Any,
+        *,
+        name: str,
+        batch_size: int,
+        truncate: bool = True,
+        forward: Callable[[dict[str, Any]], torch.Tensor] | None = None,
+    ) -> None:
         self.model = model
         self.checkpoint_name = name
         self.batch_size = batch_size
         self.truncate = truncate
         self.takes_instruction = takes_instruction(model)
         self._warned_instruction = False
+        self.forward = forward
+        self.runtime = "torch" if forward is None else "onnx"
+
+    def _torch_forward(self, features: dict[str, Any]) -> torch.Tensor:
+        from sentence_transformers.util import batch_to_device
+
+        model = self.model
+        logits: torch.Tensor = model(batch_to_device(features, model.device))["scores"]
+        return logits
+
+    def close(self) -> None:
+        """Release the ONNX Runtime session, if any (the torch weights go with the engine)."""
+        close = getattr(self.forward, "close", None)
+        if close is not None:
+            close()
 
     @property
     def max_length(self) -> int | None:
@@ -206,8 +232,6 @@ class CrossEncoderEngine:
     ) -> list[float]:
         if not documents:
             return []
-        from sentence_transformers.util import batch_to_device
-
         prompt = self.prompt(instruction)
         unique = list(documents)  # distinct: LocalBackend removes duplicates (dedup.py)
         cut = self._fit_rendered(query, unique, prompt)
@@ -217,6 +241,7 @@ class CrossEncoderEngine:
         limit = self.max_length
         full = 0
         model = self.model
+        forward = self.forward or self._torch_forward
         with torch.inference_mode():
             for start in range(0, len(order), self.batch_size):
                 rows = order[start : start + self.batch_size]
@@ -232,8 +257,7 @@ class CrossEncoderEngine:
                             f"{self.checkpoint_name}: a query and document pair reaches "
                             f"max_length={limit} tokens; shorten it or set truncate=True"
                         )
-                features = batch_to_device(features, model.device)
-                logits = model(features)["scores"]
+                logits = forward(features)
                 probs = torch.sigmoid(logits.float()).reshape(len(rows))
                 for i, p in zip(rows, probs.tolist(), strict=True):
                     scores[i] = p
