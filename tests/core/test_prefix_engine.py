@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from memreranker import MemReranker  # noqa: E402
+from memreranker.errors import InstructionTooLongError  # noqa: E402
 from memreranker.local.engines import PaddedBatchEngine  # noqa: E402
 from memreranker.local.loading import LoadedModel, load_model  # noqa: E402
 from memreranker.local.prefix_engine import (  # noqa: E402
@@ -152,10 +153,19 @@ def test_first_token_merges_with_document_label(loaded: LoadedModel) -> None:
     assert engine.last_stats["prefix"] < len(loaded.prefix_ids) + len(label)
 
 
-@pytest.mark.parametrize("max_length", [64, 80, 96, 128])
+@pytest.mark.parametrize("max_length", [80, 96, 128])
 def test_truncation_small_max_length(loaded: LoadedModel, max_length: int) -> None:
     want, got, _ = both(loaded, QUERY, DOCS + CJK_EMOJI, max_length=max_length)
     assert_close(want, got)
+
+
+@pytest.mark.parametrize("engine", [PaddedBatchEngine, PrefixCacheEngine])
+def test_max_length_below_the_fixed_prompt(loaded: LoadedModel, engine: Any) -> None:
+    # 64 tokens cannot hold the card's fixed prompt with its default instruction. The
+    # instruction is never cut (it used to be, every prompt the same tokens and every
+    # document the same score): both engines refuse it.
+    with pytest.raises(InstructionTooLongError):
+        engine(loaded, batch_size=16, max_length=64).score(QUERY, DOCS, None)
 
 
 def test_query_longer_than_the_budget(loaded: LoadedModel) -> None:
