@@ -14,32 +14,19 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from memreranker.cache_dir import cache_dir
 from memreranker.errors import ModelLoadError
 from memreranker.hub import check_hub, one_line
 from memreranker.reranker import MemReranker
 from memreranker.settings import DEFAULT_LOCAL_MODEL
 
-CACHE_ENV = "MEMRERANKER_CACHE"
 _PREFIX = "tiny-test-model-"
-
-
-def cache_dir() -> Path:
-    """Where memreranker keeps what it builds for reuse (see the module docstring)."""
-    explicit = os.environ.get(CACHE_ENV, "").strip()
-    if explicit:
-        return Path(explicit).expanduser()
-    if sys.platform == "win32" and os.environ.get("LOCALAPPDATA"):
-        return Path(os.environ["LOCALAPPDATA"]) / "memreranker"
-    base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
-    return Path(base).expanduser() / "memreranker"
 
 
 def stand_in_path(seed: int = 0) -> Path:

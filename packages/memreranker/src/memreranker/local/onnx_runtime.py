@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from memreranker.cache_dir import cache_dir
 from memreranker.errors import ModelLoadError
 from memreranker.local.checkpoint import Checkpoint, checkpoint_file
 
@@ -121,9 +122,7 @@ def content_digest(name: str) -> str:
 
 
 def cache_root() -> Path:
-    """``$MEMRERANKER_CACHE/onnx`` (the cache directory of :mod:`memreranker.stand_in`)."""
-    from memreranker.stand_in import cache_dir
-
+    """``$MEMRERANKER_CACHE/onnx`` (see :mod:`memreranker.cache_dir`)."""
     return cache_dir() / "onnx"
 
 
