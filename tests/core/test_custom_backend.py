@@ -138,6 +138,12 @@ def test_settings_that_do_not_apply_are_refused() -> None:
         MemReranker("local", prompt_format="plain")
     with pytest.raises(ValueError, match="engine applies to the local backend, not 'tei'"):
         MemReranker("tei", base_url="http://127.0.0.1:9", engine="batched")
+    # HTTP settings on local weights would be silently unused: refused, the key never shown.
+    for option in ({"api_key": "sk-unused"}, {"base_url": "http://h"}, {"max_retries": 0}):
+        name = next(iter(option))
+        with pytest.raises(ValueError, match=f"{name} applies to the memos, vllm and tei") as e:
+            MemReranker("local", **option)
+        assert "sk-unused" not in str(e.value)
     for option in ({"model": "m"}, {"api_key": "k"}, {"device": "cpu"}, {"max_retries": 0}):
         with pytest.raises(ValueError, match=f"{next(iter(option))} applies to"):
             MemReranker(backend=FakeBackend(), **option)

@@ -13,7 +13,7 @@ KEY = "sk-very-secret-0123456789"
 
 
 def test_api_key_is_a_secret_str() -> None:
-    compressor = MemRerank(api_key=KEY)
+    compressor = MemRerank(backend="memos", api_key=KEY)
     assert isinstance(compressor.api_key, SecretStr)
     assert compressor.api_key.get_secret_value() == KEY
     assert compressor.reranker.settings.api_key is not None
@@ -22,7 +22,7 @@ def test_api_key_is_a_secret_str() -> None:
 
 
 def test_api_key_absent_from_every_rendering() -> None:
-    compressor = MemRerank(api_key=KEY, model="m")
+    compressor = MemRerank(backend="memos", api_key=KEY, model="m")
     renderings = [
         repr(compressor),
         str(compressor),
@@ -40,13 +40,13 @@ def test_api_key_absent_from_every_rendering() -> None:
 
 
 def test_dumps_writes_a_secret_reference() -> None:
-    text = dumps(MemRerank(api_key=KEY, model="m", top_n=5))
+    text = dumps(MemRerank(backend="memos", api_key=KEY, model="m", top_n=5))
     assert '"api_key": {"lc": 1, "type": "secret", "id": ["MEMOS_API_KEY"]}' in text
 
 
 @pytest.mark.filterwarnings("ignore:The function `loads` is in beta")
 def test_dumps_loads_round_trip() -> None:
-    original = MemRerank(api_key=KEY, model="m", top_n=5, score_threshold=0.25, timeout=3.0)
+    original = MemRerank(backend="memos", api_key=KEY, model="m", top_n=5, score_threshold=0.25, timeout=3.0)
     restored = loads(
         dumps(original),
         secrets_map={"MEMOS_API_KEY": KEY},
@@ -66,7 +66,7 @@ def test_dumps_loads_round_trip() -> None:
 
 
 def test_dumps_with_a_ready_reranker_is_not_implemented() -> None:
-    compressor = MemRerank(reranker=MemReranker(model="m", api_key=KEY))
+    compressor = MemRerank(reranker=MemReranker("memos", model="m", api_key=KEY))
     text = dumps(compressor)
     assert '"type": "not_implemented"' in text
     assert KEY not in text
@@ -76,14 +76,17 @@ def test_dumps_with_a_ready_reranker_is_not_implemented() -> None:
 
 def test_errors_never_echo_the_key() -> None:
     with pytest.raises(ValueError) as conflict:
-        MemRerank(reranker=MemReranker(model="m"), api_key=KEY)
+        MemRerank(reranker=MemReranker("memos", model="m"), api_key=KEY)
     assert KEY not in str(conflict.value)
     with pytest.raises(ValidationError) as extra:
-        MemRerank(api_key=KEY, bogus=1)
+        MemRerank(backend="memos", api_key=KEY, bogus=1)
     assert KEY not in str(extra.value)
     with pytest.raises(ValidationError) as bad_type:
-        MemRerank(api_key=[KEY])
+        MemRerank(backend="memos", api_key=[KEY])
     assert KEY not in str(bad_type.value)
+    with pytest.raises(ValidationError, match="api_key applies to the memos") as local:
+        MemRerank(api_key=KEY)  # local weights would leave the key silently unused
+    assert KEY not in str(local.value)
 
 
 def test_no_key_is_read_into_the_object(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -169,7 +169,7 @@ def test_ready_reranker_with_conflicting_settings_raises() -> None:
 
 
 def test_conflicting_api_key_never_shown() -> None:
-    core = local_core(api_key="sk-the-core-key")
+    core = MemReranker("memos", model="m", api_key="sk-the-core-key")
     with pytest.raises(ValueError) as info:
         MemRerank(reranker=core, api_key=SECRET)
     assert "api_key differs" in str(info.value)
@@ -276,7 +276,7 @@ def test_from_dict_round_trip() -> None:
 
 
 def test_api_key_never_serialised_or_shown() -> None:
-    rerank = MemRerank(model="some/dir", api_key=SECRET)
+    rerank = MemRerank(backend="memos", model="some/dir", api_key=SECRET)
     assert rerank.api_key is not None and rerank.api_key.get_secret_value() == SECRET
     for text in (
         repr(rerank),

@@ -121,23 +121,22 @@ SETTING_SCOPES: Mapping[str, frozenset[str]] = {
     "threads": LOCAL,
     "truncate": BUILTIN,
     "max_query_tokens": BUILTIN,
-    # The HTTP settings are tolerated on local weights, as they always were (shells and
-    # configs carry them whatever the backend; the key stays sealed and unused there), but
-    # refused next to a Backend instance, which cannot read them.
-    "max_document_tokens": BUILTIN,
-    "max_tokens_per_request": BUILTIN,
-    "max_documents_per_request": BUILTIN,
-    "api_key": BUILTIN,
-    "base_url": BUILTIN,
-    "timeout": BUILTIN,
-    "max_retries": BUILTIN,
-    "deadline": BUILTIN,
-    "retry_backoff": BUILTIN,
-    "retry_backoff_max": BUILTIN,
-    "max_response_bytes": BUILTIN,
-    "max_concurrency": BUILTIN,
-    "circuit_failure_threshold": BUILTIN,
-    "circuit_cooldown": BUILTIN,
+    # The HTTP settings configure the hosted backends only: an API key given to local
+    # weights (or to a Backend instance) would be silently unused, so it is refused.
+    "max_document_tokens": HOSTED,
+    "max_tokens_per_request": HOSTED,
+    "max_documents_per_request": HOSTED,
+    "api_key": HOSTED,
+    "base_url": HOSTED,
+    "timeout": HOSTED,
+    "max_retries": HOSTED,
+    "deadline": HOSTED,
+    "retry_backoff": HOSTED,
+    "retry_backoff_max": HOSTED,
+    "max_response_bytes": HOSTED,
+    "max_concurrency": HOSTED,
+    "circuit_failure_threshold": HOSTED,
+    "circuit_cooldown": HOSTED,
 }
 """Setting name -> the backends it applies to. A setting given a value (other than its
 default) for a backend outside its scope is a ``ValueError`` naming it."""
