@@ -46,7 +46,9 @@ def test_dumps_writes_a_secret_reference() -> None:
 
 @pytest.mark.filterwarnings("ignore:The function `loads` is in beta")
 def test_dumps_loads_round_trip() -> None:
-    original = MemRerank(backend="memos", api_key=KEY, model="m", top_n=5, score_threshold=0.25, timeout=3.0)
+    original = MemRerank(
+        backend="memos", api_key=KEY, model="m", top_n=5, score_threshold=0.25, timeout=3.0
+    )
     restored = loads(
         dumps(original),
         secrets_map={"MEMOS_API_KEY": KEY},
