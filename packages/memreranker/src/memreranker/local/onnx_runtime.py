@@ -50,7 +50,7 @@ logger = logging.getLogger("memreranker")
 # A user's own setting of the variable is kept.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-EXPORTER_VERSION = 1
+EXPORTER_VERSION = 2
 """Part of the cache key: raise it when the export changes, so old entries are not reused."""
 OPSET = 17
 SHIPPED_ONNX = "onnx/model.onnx"
@@ -163,15 +163,46 @@ def input_names(model: Any, features: dict[str, Any]) -> list[str]:
 
 
 class _Logits(torch.nn.Module):
-    """The transformers model as a function of positional tensors, returning its logits."""
+    """The transformers model as a function of positional tensors, returning its logits.
+
+    A decoder (a seq-cls conversion of Qwen3, say) gets its causal + padding mask built here
+    from the 2D ``attention_mask``, as a 4D additive mask, which transformers uses as it is:
+    transformers 4.x builds that mask with ``torch.vmap``, which the TorchScript exporter
+    cannot trace (``RuntimeError: unordered_map::at``). The mask is the one transformers
+    builds (key is a real token and not in the future), so the scores do not change.
+    """
 
     def __init__(self, model: Any, names: Sequence[str]) -> None:
         super().__init__()
         self.model = model
         self.names = list(names)
+        self.causal = "attention_mask" in self.names and is_decoder_only(model)
 
     def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, tensors, strict=True))).logits
+        inputs = dict(zip(self.names, tensors, strict=True))
+        if self.causal:
+            keys = inputs["attention_mask"].bool()[:, None, None, :]
+            length = keys.shape[-1]
+            future = torch.ones(length, length, dtype=torch.bool, device=keys.device).tril()
+            allowed = keys & future[None, None]
+            dtype = self.model.dtype
+            inputs["attention_mask"] = torch.zeros(allowed.shape, dtype=dtype).masked_fill(
+                ~allowed, torch.finfo(dtype).min
+            )
+        return self.model(**inputs).logits
+
+
+def is_decoder_only(model: Any) -> bool:
+    """Whether ``model`` is a decoder-only architecture (causal attention): it has a causal
+    LM and no masked LM in transformers' auto mappings (BERT and XLM-R have both)."""
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    kind = getattr(model.config, "model_type", None)
+    causal, masked = MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+    return kind in causal and kind not in masked
 
 
 def export_onnx(model: Any, features: dict[str, Any], directory: Path) -> None:
