@@ -34,7 +34,7 @@ if [ "$end" = lowest ]; then
     "$venv/bin/python" -m pip install -q --disable-pip-version-check uv
   "$venv/bin/python" -m uv pip compile -q --resolution lowest-direct \
     --python "$venv/bin/python" -o "$venv/lowest-direct.txt" - <<REQ
--e packages/memreranker[local,mem0,progress,testing,eval]
+-e packages/memreranker[local,onnx,mem0,progress,testing,eval]
 -e packages/langchain-memreranker
 -e packages/llama-index-postprocessor-memreranker
 $torch

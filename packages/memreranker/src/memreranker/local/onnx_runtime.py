@@ -183,8 +183,10 @@ class _Logits(torch.nn.Module):
         if self.causal:
             keys = inputs["attention_mask"].bool()[:, None, None, :]
             length = keys.shape[-1]
-            future = torch.ones(length, length, dtype=torch.bool, device=keys.device).tril()
-            allowed = keys & future[None, None]
+            # A comparison, not tril(): ONNX Runtime before 1.18 has no boolean Trilu.
+            position = torch.arange(length, device=keys.device)
+            past = position[None, :] <= position[:, None]
+            allowed = keys & past[None, None]
             dtype = self.model.dtype
             inputs["attention_mask"] = torch.zeros(allowed.shape, dtype=dtype).masked_fill(
                 ~allowed, torch.finfo(dtype).min
