@@ -16,9 +16,11 @@ from memreranker.errors import InferenceError
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
 from memreranker.score_cache import CachedBackend, ScoreCache, cached_score
+from memreranker.testing import FakeBackend
 
 QUERY = "What does the user like to drink?"
 DOCS = ["tea", "coffee", "Berlin", "tea", "dog"]
+UNIQUE = ["tea", "coffee", "Berlin", "dog"]
 
 
 def fake_score(doc: str) -> float:
@@ -106,22 +108,36 @@ def test_key_has_every_part() -> None:
     assert cache.get_many(others) == [None] * 4
 
 
-def test_only_missing_documents_are_computed_once_each() -> None:
+def test_only_missing_documents_are_computed() -> None:
     cache = ScoreCache(100)
     calls: list[list[str]] = []
+    docs = ["tea", "coffee", "Berlin", "dog"]  # distinct: MemReranker removes copies first
 
     def compute(missing: list[str]) -> list[Scored]:
         calls.append(missing)
         return [(i, fake_score(d)) for i, d in enumerate(missing)]
 
-    first = cached_score(cache, "m", QUERY, DOCS, None, compute)
-    assert calls == [["tea", "coffee", "Berlin", "dog"]]  # "tea" twice in DOCS, once here
-    assert first == [(i, fake_score(d)) for i, d in enumerate(DOCS)]
-    second = cached_score(cache, "m", QUERY, [*DOCS, "cat"], None, compute)
+    first = cached_score(cache, "m", QUERY, docs, None, compute)
+    assert calls == [docs]
+    assert first == [(i, fake_score(d)) for i, d in enumerate(docs)]
+    second = cached_score(cache, "m", QUERY, ["cat", *docs], None, compute)
     assert calls[1] == ["cat"]
-    assert second[:5] == first
-    third = cached_score(cache, "m", QUERY, DOCS, None, compute)
+    assert second == [(0, fake_score("cat"))] + [(i + 1, s) for i, s in first]
+    third = cached_score(cache, "m", QUERY, docs, None, compute)
     assert len(calls) == 2 and third == first
+
+
+def test_duplicates_reach_the_cached_backend_once() -> None:
+    """Through the core: "tea" twice in DOCS is asked for once, both copies get its score."""
+    fake = FakeBackend(lambda query, doc: fake_score(doc))
+    reranker = MemReranker(backend=fake, score_cache_size=100)
+    first = reranker.rerank(QUERY, DOCS)
+    assert [call.documents for call in fake.calls] == [("tea", "coffee", "Berlin", "dog")]
+    assert sorted((r.index, r.score) for r in first) == [
+        (i, fake_score(d)) for i, d in enumerate(DOCS)
+    ]
+    assert len(reranker.rerank(QUERY, [*DOCS, "cat"])) == 6
+    assert fake.calls[1].documents == ("cat",)
 
 
 def test_failures_are_not_cached() -> None:
@@ -139,11 +155,13 @@ def test_cached_backend_sync_and_async() -> None:
     inner = CountingBackend()
     backend = CachedBackend(inner, ScoreCache(100))
     assert backend.name == "fake"
-    want = inner.score(QUERY, DOCS, instruction=None, top_n=None)
+    want = inner.score(QUERY, UNIQUE, instruction=None, top_n=None)
     inner.seen.clear()
-    assert backend.score(QUERY, DOCS, instruction=None, top_n=2) == want
+    assert backend.score(QUERY, UNIQUE, instruction=None, top_n=2) == want
     assert inner.top_ns == [None, None]  # asks for every score, whatever top_n
-    assert asyncio.run(backend.ascore(QUERY, [*DOCS, "new"], instruction=None, top_n=1))[:5] == want
+    assert (
+        asyncio.run(backend.ascore(QUERY, [*UNIQUE, "new"], instruction=None, top_n=1))[:4] == want
+    )
     assert inner.seen == [["tea", "coffee", "Berlin", "dog"], ["new"]]
     backend.close()
     assert inner.closed
@@ -215,14 +233,15 @@ def test_local_backend_uses_the_cache(tiny_model: Path) -> None:
     assert isinstance(backend, CachedBackend)
     first = cached.rerank(QUERY, DOCS)
     assert first == plain.rerank(QUERY, DOCS)
-    assert (backend.cache.hits, backend.cache.misses) == (0, 5)
+    # Counted per distinct document: "tea" twice in DOCS is looked up once per call.
+    assert (backend.cache.hits, backend.cache.misses) == (0, 4)
     assert cached.rerank(QUERY, DOCS, top_n=2) == first[:2]
     assert asyncio.run(cached.arerank(QUERY, DOCS)) == first
-    assert (backend.cache.hits, backend.cache.misses) == (10, 5)
+    assert (backend.cache.hits, backend.cache.misses) == (8, 4)
     # Another instruction or query is another key.
     other = cached.rerank(QUERY, DOCS, instruction="Find the memory that answers")
     assert other == plain.rerank(QUERY, DOCS, instruction="Find the memory that answers")
-    assert backend.cache.misses == 10
+    assert backend.cache.misses == 8
 
 
 def test_http_backend_uses_the_cache(rerank_server: RerankServer) -> None:

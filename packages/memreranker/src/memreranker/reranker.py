@@ -12,7 +12,8 @@ from typing import Any
 
 from memreranker import ranking
 from memreranker.backends import Backend, create_backend
-from memreranker.document_template import DocumentTemplate, recency, render_documents
+from memreranker.dedup import Distinct
+from memreranker.document_template import DocumentTemplate, fixed_parts, recency, render_documents
 from memreranker.errors import InferenceError, InputTooLongError, MemRerankerError
 from memreranker.progress import Progress, ProgressOption, check_progress
 from memreranker.ranking import Scored
@@ -310,8 +311,13 @@ class _Call:
         self.head = head
         self.query = query
         self.docs = docs
-        # What the backends score: each memory rendered by the head's document_template.
-        self.texts = render_documents(head._template, docs, fields, where=head.name)
+        # What the backends score: each memory rendered by the head's document_template, and
+        # each distinct text once (dedup.py). Texts are the same when their parts are, so a
+        # rendered date is never merged with a plain text that happens to read alike.
+        self.distinct = Distinct(
+            render_documents(head._template, docs, fields, where=head.name), key=fixed_parts
+        )
+        self.texts = self.distinct.items
         self.fields = fields
         self.now = now
         self.top_n = top_n
@@ -369,7 +375,8 @@ class _Call:
 
     def accept(self, scored: list[Scored]) -> None:
         assert self.scorer is not None
-        self.scored = _checked(self.scorer.name, scored, len(self.docs))
+        checked = _checked(self.scorer.name, scored, len(self.texts))
+        self.scored = self.distinct.expand_scored(checked)
 
     @contextlib.contextmanager
     def attempt(self, reranker: MemReranker) -> Iterator[None]:

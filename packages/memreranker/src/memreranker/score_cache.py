@@ -6,8 +6,9 @@ is keyed by exactly that tuple, bounded (least recently used entries go first), 
 and off by default (``score_cache_size=0``).
 
 :class:`CachedBackend` wraps any backend (local or HTTP): only the documents not in the cache
-reach the backend, once each, asked for all their scores (``top_n=None``) so that every
-returned score can be stored. Failures are not cached.
+reach the backend (once each: ``MemReranker`` removes identical documents first), asked
+for all their scores (``top_n=None``) so that every returned score can be stored.
+Failures are not cached.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from memreranker.backends.base import Backend, Circuit
-from memreranker.dedup import Distinct
 from memreranker.progress import Advance
 from memreranker.ranking import Scored
 
@@ -72,7 +72,11 @@ class ScoreCache:
 
 
 class _Lookup:
-    """The cached part of one call and the distinct documents still to score."""
+    """The cached part of one call and the documents still to score.
+
+    The documents arrive distinct (``MemReranker`` removes identical ones, dedup.py), so each
+    missing one is asked for once.
+    """
 
     def __init__(
         self,
@@ -83,13 +87,11 @@ class _Lookup:
         documents: Sequence[str],
     ) -> None:
         self.cache = cache
-        self.documents = documents
         self.keys = [(model, instruction, query, doc) for doc in documents]
         self.scores = cache.get_many(self.keys)
-        # Distinct uncached documents, first-seen order (dedup.Distinct), and where each went.
-        missing = Distinct([d for d, s in zip(documents, self.scores, strict=True) if s is None])
-        self.missing = missing.items
-        self.position = {doc: j for j, doc in enumerate(self.missing)}
+        self.where = [i for i, score in enumerate(self.scores) if score is None]
+        """The input position of each document of :attr:`missing`."""
+        self.missing = [documents[i] for i in self.where]
 
     def cached_only(self) -> list[Scored]:
         return [(i, s) for i, s in enumerate(self.scores) if s is not None]
@@ -102,14 +104,11 @@ class _Lookup:
                 f"the backend scored {len(fresh)} of {len(self.missing)} documents; "
                 "a cached backend needs every score"
             )
-        model, instruction, query, _ = self.keys[0]
-        self.cache.put_many(
-            [((model, instruction, query, doc), fresh[j]) for doc, j in self.position.items()]
-        )
-        return [
-            (i, fresh[self.position[doc]] if score is None else score)
-            for i, (doc, score) in enumerate(zip(self.documents, self.scores, strict=True))
-        ]
+        self.cache.put_many([(self.keys[i], fresh[j]) for j, i in enumerate(self.where)])
+        merged = list(self.scores)
+        for j, i in enumerate(self.where):
+            merged[i] = fresh[j]
+        return [(i, score) for i, score in enumerate(merged) if score is not None]
 
 
 def cached_score(
@@ -120,7 +119,7 @@ def cached_score(
     instruction: str | None,
     compute: Callable[[list[str]], Sequence[Scored]],
 ) -> list[Scored]:
-    """Scores of ``documents``; ``compute(missing)`` scores only the uncached ones, once each.
+    """Scores of ``documents``; ``compute(missing)`` scores only the uncached ones.
 
     ``compute`` returns ``(index into missing, score)`` for every document it was given.
     """

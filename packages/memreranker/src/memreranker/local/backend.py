@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from memreranker.backends.base import Backend
-from memreranker.dedup import Distinct
 from memreranker.errors import (
     InferenceError,
     InputTooLongError,
@@ -86,12 +85,10 @@ class LocalBackend(Backend):
         progress: Advance | None = None,
     ) -> list[Scored]:
         engine = self.load()
-        distinct = Distinct(documents)  # identical documents: one forward pass, every engine
+        # Identical documents were removed by MemReranker (dedup.py) before they got here.
         with self._run_lock:
             try:
-                scores = distinct.expand(
-                    engine.score(query, distinct.items, instruction, progress=progress)
-                )
+                scores = engine.score(query, list(documents), instruction, progress=progress)
             except (InputTooLongError, InstructionTooLongError):  # the caller's text, typed
                 raise
             except Exception as exc:

@@ -233,7 +233,7 @@ class CrossEncoderEngine:
         if not documents:
             return []
         prompt = self.prompt(instruction)
-        unique = list(documents)  # distinct: LocalBackend removes duplicates (dedup.py)
+        unique = list(documents)  # distinct: MemReranker removes duplicates (dedup.py)
         cut = self._fit_rendered(query, unique, prompt)
         # CrossEncoder.predict's order: longest first by characters, so batches pad little.
         order = sorted(range(len(unique)), key=lambda i: -(len(query) + len(unique[i])))
