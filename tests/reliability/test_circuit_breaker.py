@@ -368,6 +368,63 @@ def test_caller_errors_never_open_it(rerank_server: RerankServer, mode: str) -> 
 
 
 @pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize(
+    "reply",
+    [
+        memos_error(40304, "quota exceeded"),  # not retried, counted
+        memos_error(40300, "rate limit exceeded", status=400),  # 400 alone is not counted
+        memos_error(40002, "missing parameter", status=429),  # 40002 alone is not counted
+    ],
+    ids=["quota", "rate-code-on-400", "429-with-request-code"],
+)
+def test_rate_limits_count_against_the_circuit(
+    rerank_server: RerankServer, mode: str, reply: Any
+) -> None:
+    """A rate-limit or quota refusal opens the circuit even where the other half of the
+    reply alone would not count (http/error_policy.py): every call is refused alike."""
+    rerank_server.default = reply
+    rr = MemReranker(
+        "memos",
+        api_key="k",
+        base_url=rerank_server.memos_base_url,
+        timeout=2.0,
+        max_retries=0,
+        circuit_failure_threshold=2,
+        circuit_cooldown=COOLDOWN,
+    )
+    for _ in range(2):
+        results = rerank(rr, mode, QUERY, DOCS)
+        assert_fallback_results(results)
+        assert "RateLimitError" in (results[0].fallback_reason or "")
+    assert rr.circuit_state == "open"
+    assert "CircuitOpenError" in (rerank(rr, mode, QUERY, DOCS)[0].fallback_reason or "")
+    assert len(rerank_server.requests) == 2
+    rr.close()
+
+
+def test_a_quota_refusal_is_not_retried(rerank_server: RerankServer) -> None:
+    rerank_server.default = memos_error(40304, "quota exceeded")
+    rr = MemReranker(
+        "memos",
+        api_key="k",
+        base_url=rerank_server.memos_base_url,
+        max_retries=3,
+        retry_backoff=0.001,
+        retry_backoff_max=0.005,
+        on_error="raise",
+    )
+    with pytest.raises(RateLimitError):
+        rr.rerank(QUERY, DOCS)
+    assert len(rerank_server.requests) == 1
+    rerank_server.requests.clear()
+    rerank_server.default = memos_error(40300, "rate limit exceeded")
+    with pytest.raises(RateLimitError):
+        rr.rerank(QUERY, DOCS)
+    assert len(rerank_server.requests) == 4  # a rate limit, unlike a quota, passes: retried
+    rr.close()
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_open_circuit_goes_straight_to_the_fallback_reranker(
     rerank_server: RerankServer, refused_url: str, mode: str
 ) -> None:
