@@ -95,7 +95,7 @@ _SPECIFICITY = (
     AuthenticationError,
 )
 
-_BY_TYPE: Mapping[type[ServiceError], Rule] = {
+BY_TYPE: Mapping[type[ServiceError], Rule] = {
     ServiceConnectionError: Rule(ServiceConnectionError, retried=True, counts=True),
     RerankTimeoutError: Rule(RerankTimeoutError, retried=True, counts=True),
     InvalidResponseError: Rule(InvalidResponseError, retried=False, counts=True),
@@ -130,7 +130,7 @@ def rule_of(error: BaseException) -> Rule | None:
     """The rule a raised error was made under (``None``: not a service failure at all)."""
     if not isinstance(error, ServiceError):
         return None
-    for kind, rule in _BY_TYPE.items():
+    for kind, rule in BY_TYPE.items():
         if isinstance(error, kind):
             return rule
     return rule_for(error.status, error.code, type(error))
