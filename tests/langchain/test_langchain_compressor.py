@@ -238,17 +238,20 @@ def test_results_are_sorted_and_mapped_back_by_index(
 def test_identical_texts_keep_their_own_ids_and_metadata(
     hosted: Hosted, rerank_server: RerankServer
 ) -> None:
-    rerank_server.default = scores_by_index([0.1, 0.9, 0.5])
+    """Identical texts are sent once and share its score, but each comes back as itself."""
+    rerank_server.default = scores_by_index([0.1, 0.9])
     docs = [
         Document(id="a", page_content="same text", metadata={"n": 0}),
         Document(id="b", page_content="same text", metadata={"n": 1}),
         Document(id="c", page_content="other", metadata={"n": 2}),
     ]
     out = hosted(top_n=None).compress_documents(docs, QUERY)
+    (request,) = rerank_server.requests
+    assert request.documents == ["same text", "other"]
     assert [(d.id, d.metadata["n"], d.metadata[RELEVANCE_SCORE_KEY]) for d in out] == [
-        ("b", 1, 0.9),
-        ("c", 2, 0.5),
+        ("c", 2, 0.9),
         ("a", 0, 0.1),
+        ("b", 1, 0.1),
     ]
 
 
