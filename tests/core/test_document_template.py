@@ -224,7 +224,7 @@ def test_local_prompt_is_the_rendered_memory(local: MemReranker) -> None:
 def test_local_truncation_keeps_the_date(
     local: MemReranker, caplog: pytest.LogCaptureFixture, engine_kind: str, template: str
 ) -> None:
-    engine = local._backend.load()  # type: ignore[attr-defined]
+    engine = local.backend.load()  # type: ignore[attr-defined]
     recipe = engine._recipe if engine_kind == "prefix" else engine
     tok = recipe.loaded.tokenizer
     long = "The user talked about their week in great detail. " * 20

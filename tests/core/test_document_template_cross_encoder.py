@@ -28,7 +28,7 @@ def test_cross_encoder_truncation_keeps_the_date(
     [got] = [r for r in reranker.rerank(QUERY, [LONG, "short"], metadata=meta) if r.index == 0]
     warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert any("1 of 2 document(s)" in w for w in warnings), warnings  # never silent
-    engine = reranker._backend.load()  # type: ignore[attr-defined]
+    engine = reranker.backend.load()  # type: ignore[attr-defined]
     docs = render_documents(DocumentTemplate(TEMPLATE), [LONG], meta[:1])
     engine._fit_rendered(QUERY, docs, engine.prompt(None))
     [fitted] = docs

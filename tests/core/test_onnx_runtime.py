@@ -77,7 +77,7 @@ def worst(got: list[float], want: list[float]) -> float:
 
 
 def engine_of(reranker: MemReranker) -> object:
-    return reranker._backend.load()  # type: ignore[attr-defined]
+    return reranker.backend.load()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")
