@@ -32,13 +32,31 @@ if [ "$end" = lowest ]; then
   # pip (which knows this machine's torch build) then installs under those pins.
   "$venv/bin/python" -c "import uv" 2>/dev/null ||
     "$venv/bin/python" -m pip install -q --disable-pip-version-check uv
-  "$venv/bin/python" -m uv pip compile -q --resolution lowest-direct \
-    --python "$venv/bin/python" -o "$venv/lowest-direct.txt" - <<REQ
--e packages/memreranker[local,onnx,mem0,progress,testing,eval]
--e packages/langchain-memreranker
--e packages/llama-index-postprocessor-memreranker
-$torch
-REQ
+  # Every package with every extra (bounds_constraints.py requirements), torch as given.
+  { "$python" scripts/bounds_constraints.py requirements; echo "$torch"; } >"$venv/requirements.in"
+  compile() {  # compile OUT [extra pins file]: the lowest-direct resolution into OUT
+    local out="$1"; shift
+    "$venv/bin/python" -m uv pip compile -q --resolution lowest-direct \
+      --python "$venv/bin/python" -o "$out" "$venv/requirements.in" "$@"
+  }
+  above() { "$python" scripts/bounds_constraints.py above "$1"; }
+  compile "$venv/lowest-direct.txt"
+  # uv lowers each direct dependency only as far as the rest of its resolution allows (a
+  # transitive dependency resolved high can hold one above its floor): try each such floor
+  # in turn and keep it if it installs with the others and lifts no other one off its floor.
+  : >"$venv/floors.txt"
+  while read -r floor; do
+    { cat "$venv/floors.txt"; echo "$floor"; } >"$venv/floors.try"
+    if compile "$venv/trial.txt" "$venv/floors.try" 2>/dev/null &&
+      [ -z "$(comm -13 <(above "$venv/lowest-direct.txt" | sort) <(above "$venv/trial.txt" | sort))" ]; then
+      mv "$venv/floors.try" "$venv/floors.txt"
+      mv "$venv/trial.txt" "$venv/lowest-direct.txt"
+    else
+      echo "test-bounds: $floor does not install with the other floors: kept higher" >&2
+    fi
+  done < <(above "$venv/lowest-direct.txt")
+  rm -f "$venv/floors.try" "$venv/trial.txt"
+  above "$venv/lowest-direct.txt" | sed 's/^/test-bounds: above its floor: /' >&2
   "$python" scripts/bounds_constraints.py pins "$venv/lowest-direct.txt" "$torch" \
     >"$venv/constraints.new"
 else
