@@ -42,20 +42,28 @@ if [ "$end" = lowest ]; then
   above() { "$python" scripts/bounds_constraints.py above "$1"; }
   compile "$venv/lowest-direct.txt"
   # uv lowers each direct dependency only as far as the rest of its resolution allows (a
-  # transitive dependency resolved high can hold one above its floor): try each such floor
-  # in turn and keep it if it installs with the others and lifts no other one off its floor.
+  # transitive dependency resolved high can hold one above its floor): pin each such floor,
+  # keeping the pins that install together, until a pass finds nothing more to lower (a
+  # pin can lift another dependency, which the next pass tries again).
   : >"$venv/floors.txt"
-  while read -r floor; do
-    { cat "$venv/floors.txt"; echo "$floor"; } >"$venv/floors.try"
-    if compile "$venv/trial.txt" "$venv/floors.try" 2>/dev/null &&
-      [ -z "$(comm -13 <(above "$venv/lowest-direct.txt" | sort) <(above "$venv/trial.txt" | sort))" ]; then
-      mv "$venv/floors.try" "$venv/floors.txt"
-      mv "$venv/trial.txt" "$venv/lowest-direct.txt"
-    else
-      echo "test-bounds: $floor does not install with the other floors: kept higher" >&2
-    fi
-  done < <(above "$venv/lowest-direct.txt")
-  rm -f "$venv/floors.try" "$venv/trial.txt"
+  : >"$venv/floors.failed"
+  for _pass in 1 2 3; do
+    kept=0
+    while read -r floor; do
+      grep -qxF "$floor" "$venv/floors.failed" && continue
+      { cat "$venv/floors.txt"; echo "$floor"; } >"$venv/floors.try"
+      if compile "$venv/trial.txt" "$venv/floors.try" 2>/dev/null; then
+        mv "$venv/floors.try" "$venv/floors.txt"
+        mv "$venv/trial.txt" "$venv/lowest-direct.txt"
+        kept=1
+      else
+        echo "$floor" >>"$venv/floors.failed"
+        echo "test-bounds: $floor does not install with the other floors: kept higher" >&2
+      fi
+    done < <(above "$venv/lowest-direct.txt")
+    [ "$kept" = 1 ] || break
+  done
+  rm -f "$venv/floors.try" "$venv/trial.txt" "$venv/floors.failed"
   above "$venv/lowest-direct.txt" | sed 's/^/test-bounds: above its floor: /' >&2
   "$python" scripts/bounds_constraints.py pins "$venv/lowest-direct.txt" "$torch" \
     >"$venv/constraints.new"
