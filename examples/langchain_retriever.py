@@ -19,7 +19,6 @@ import re
 import sys
 import zlib
 
-from langchain_classic.retrievers import ContextualCompressionRetriever
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.vectorstores import InMemoryVectorStore
@@ -74,6 +73,10 @@ def show(title: str, docs: list[Document]) -> None:
 def main() -> int:
     log_to_stderr()
     core, _ = load_or_stand_in(os.environ.get("MEMRERANKER_MODEL"), announce=print)
+    # Imported after the line about the Hub: older langchain-classic releases import
+    # transformers and torch with their retrievers (8 s here), which would delay it.
+    from langchain_classic.retrievers import ContextualCompressionRetriever
+
     compressor = MemRerank(reranker=core, top_n=3)
     store = InMemoryVectorStore(embedding=BagOfWords())
     store.add_texts(MEMORIES, ids=[f"memory-{i}" for i in range(len(MEMORIES))])
