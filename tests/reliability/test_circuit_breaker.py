@@ -235,16 +235,17 @@ def test_settings() -> None:
 # --- On a real backend, against the loopback server -----------------------------------------
 
 
-def hosted(server: RerankServer, **options: Any) -> MemReranker:
+def hosted(server: RerankServer, dialect: str = "vllm", **options: Any) -> MemReranker:
     settings: dict[str, Any] = {
-        "base_url": server.url,
+        "base_url": server.base_url(dialect),
+        **({"api_key": "k"} if dialect == "memos" else {}),
         "timeout": 2.0,
         "max_retries": 0,
         "circuit_failure_threshold": 2,
         "circuit_cooldown": COOLDOWN,
         **options,
     }
-    return MemReranker("vllm", **settings)
+    return MemReranker(dialect, **settings)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -383,15 +384,7 @@ def test_rate_limits_count_against_the_circuit(
     """A rate-limit or quota refusal opens the circuit even where the other half of the
     reply alone would not count (http/error_policy.py): every call is refused alike."""
     rerank_server.default = reply
-    rr = MemReranker(
-        "memos",
-        api_key="k",
-        base_url=rerank_server.memos_base_url,
-        timeout=2.0,
-        max_retries=0,
-        circuit_failure_threshold=2,
-        circuit_cooldown=COOLDOWN,
-    )
+    rr = hosted(rerank_server, "memos")
     for _ in range(2):
         results = rerank(rr, mode, QUERY, DOCS)
         assert_fallback_results(results)
@@ -404,10 +397,9 @@ def test_rate_limits_count_against_the_circuit(
 
 def test_a_quota_refusal_is_not_retried(rerank_server: RerankServer) -> None:
     rerank_server.default = memos_error(40304, "quota exceeded")
-    rr = MemReranker(
+    rr = hosted(
+        rerank_server,
         "memos",
-        api_key="k",
-        base_url=rerank_server.memos_base_url,
         max_retries=3,
         retry_backoff=0.001,
         retry_backoff_max=0.005,
