@@ -40,12 +40,6 @@ class Distinct(Generic[Item]):
     def has_duplicates(self) -> bool:
         return len(self.items) < len(self.index)
 
-    def expand(self, values: Sequence[float]) -> list[float]:
-        """Per-input values from one value per distinct item."""
-        if len(values) != len(self.items):
-            raise ValueError(f"got {len(values)} values for {len(self.items)} distinct items")
-        return [values[i] for i in self.index]
-
     def expand_scored(self, scored: Iterable[tuple[int, float]]) -> list[tuple[int, float]]:
         """``(input position, score)`` for every copy of each ``(distinct position, score)``:
         a distinct item scored (or left out by ``top_n``) stands for all its copies."""

@@ -317,7 +317,6 @@ class _Call:
         self.distinct = Distinct(
             render_documents(head._template, docs, fields, where=head.name), key=fixed_parts
         )
-        self.texts = self.distinct.items
         self.fields = fields
         self.now = now
         self.top_n = top_n
@@ -351,6 +350,11 @@ class _Call:
         if not docs:
             return None
         return cls(head, query, docs, top_n, instruction, threshold, progress, fields, now)
+
+    @property
+    def texts(self) -> list[str]:
+        """What each backend of the chain is given: the distinct rendered texts."""
+        return self.distinct.items
 
     def chain(self) -> Iterator[MemReranker]:
         """The rerankers to try, in order, until one has scored; the progress restarts
