@@ -4,10 +4,9 @@ Why a direct export rather than sentence-transformers' ``backend="onnx"``: that 
 ``optimum-onnx``, which requires transformers 4.x (pip downgrades transformers 5 to 4.57 to
 install it). ``torch.onnx.export`` (TorchScript exporter, opset 17) of the checkpoint's own
 ``...ForSequenceClassification`` works with the transformers this package supports, and an
-``onnxruntime.InferenceSession`` on it gives the torch logits within float rounding. An
-encoder's graph is then fused by onnxruntime's transformer optimizer (one kernel per
-attention, and per skip + layer norm), checked against the unfused graph: see
-:func:`export_onnx`.
+``onnxruntime.InferenceSession`` on it gives the torch logits within float rounding
+(encoders are traced with eager attention: see :func:`export_onnx`; their int8 copy is fused
+first: see :func:`quantize_int8`).
 
 The export happens once, at the first load, into ``$MEMRERANKER_CACHE/onnx/<key>/`` where the
 key is a digest of the checkpoint's content (weights, config, tokenizer files) and of the
@@ -56,7 +55,7 @@ logger = logging.getLogger("memreranker")
 # A user's own setting of the variable is kept.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-EXPORTER_VERSION = 3
+EXPORTER_VERSION = 4
 """Part of the cache key: raise it when the export changes, so old entries are not reused."""
 OPSET = 17
 SHIPPED_ONNX = "onnx/model.onnx"
@@ -146,7 +145,7 @@ def _build_entry(target: Path, build: Any) -> Path:
     kept and this one deleted.
     """
     model = target / MODEL_FILE
-    if target.is_dir():  # entries appear whole, by the rename below
+    if model.is_file():
         return model
     target.parent.mkdir(parents=True, exist_ok=True)
     building = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
@@ -155,7 +154,7 @@ def _build_entry(target: Path, build: Any) -> Path:
         try:
             os.replace(building, target)
         except OSError:
-            if not target.is_dir():  # not another process's finished entry: a real failure
+            if not model.is_file():  # not another process's finished entry: a real failure
                 raise
     finally:
         shutil.rmtree(building, ignore_errors=True)
@@ -213,35 +212,22 @@ def is_decoder_only(model: Any) -> bool:
     return kind in causal and kind not in masked
 
 
-def export_onnx(model: Any, trace: dict[str, Any], check: dict[str, Any], directory: Path) -> None:
+def export_onnx(model: Any, trace: dict[str, Any], directory: Path) -> None:
     """Write ``model`` (a one-label seq-cls transformers model) as ``directory/model.onnx``.
 
     ``trace`` (a preprocessed batch of probe pairs) fixes the input names and traces the
     graph; batch and sequence axes stay dynamic. An encoder (BERT, XLM-R...) is traced with
-    transformers' eager attention and fused by onnxruntime's transformer optimizer (attention,
-    embeddings + layer norm, GELU, skip + layer norm into single kernels): unfused, ONNX
-    Runtime is slower than torch on long pairs. The fused graph is kept only if it gives the
-    traced graph's logits on ``check`` within :data:`FUSED_TOLERANCE`; else, or when the
-    optimizer fails, the traced graph is (logged at INFO). A decoder is traced as it is.
+    transformers' eager attention: traced from SDPA attention (transformers' default), ONNX
+    Runtime was 1.26x slower on long pairs (the RAG workload of ``benchmarks/local.py``). A
+    decoder is traced as it is.
     """
     names = input_names(model, trace)
-    target = directory / MODEL_FILE
-    if is_decoder_only(model):
-        _trace(model, names, trace, target)
-        return
-    traced = directory / "traced.onnx"
-    _trace(_eager_copy(model), names, trace, traced)
-    fused = directory / "fused.onnx"
-    if _fuse(traced, fused, model.config, check):
-        os.replace(fused, target)
-        traced.unlink()
-    else:
-        fused.unlink(missing_ok=True)
-        os.replace(traced, target)
+    traced = model if is_decoder_only(model) else _eager_copy(model)
+    _trace(traced, names, trace, directory / MODEL_FILE)
 
 
 FUSED_TOLERANCE = 2e-5
-"""How far the fused graph's logits may be from the traced graph's on the check pairs: the
+"""How far the fused graph's logits may be from the unfused graph's on the check pairs: the
 fusions reorder float sums (3.3e-6 on the tiny test BERT, 1.7e-5 on a MiniLM-L6-shaped one),
 and 2e-5 on a logit is at most 5e-6 on a score."""
 
@@ -268,10 +254,11 @@ def _trace(model: Any, names: Sequence[str], trace: dict[str, Any], path: Path) 
 def _eager_copy(model: Any) -> Any:
     """``model`` with transformers' eager attention, sharing its weights.
 
-    The optimizer's attention fusion matches the graph of eager attention (MatMul, Softmax,
-    MatMul), not the one SDPA traces to. A new instance is built because transformers 4.x
-    picks the attention class when the model is built; the weights are then assigned to it
-    (its non-persistent buffers, position ids, are the constructor's own).
+    Eager attention traces to MatMul, Softmax, MatMul, which ONNX Runtime runs faster than
+    what SDPA traces to, and which its optimizer fuses (see :func:`quantize_int8`). A new
+    instance is built because transformers 4.x picks the attention class when the model is
+    built; the weights are then assigned to it (its non-persistent buffers, position ids, are
+    the constructor's own).
     """
     config = copy.deepcopy(model.config)
     config._attn_implementation = "eager"
@@ -282,7 +269,8 @@ def _eager_copy(model: Any) -> Any:
 
 def _fuse(source: Path, fused: Path, config: Any, check: dict[str, Any]) -> bool:
     """Write onnxruntime's BERT fusions of ``source`` to ``fused``; whether they changed the
-    graph and give its logits on ``check`` (see :func:`export_onnx`). ``optimize_by_fusion``,
+    graph and give its logits on ``check`` within :data:`FUSED_TOLERANCE` (else, or when the
+    optimizer fails, the unfused graph is quantized, logged at INFO). ``optimize_by_fusion``,
     not ``optimize_model``: the latter works in a directory of the system temp directory."""
     import onnx
     from onnxruntime.transformers.optimizer import optimize_by_fusion
@@ -301,10 +289,11 @@ def _fuse(source: Path, fused: Path, config: Any, check: dict[str, Any]) -> bool
         del graph, optimized
         worst = float(np.abs(_logits(fused, check) - _logits(source, check)).max())
     except Exception as exc:  # the optimizer's failures are untyped; the source serves
-        logger.info("ONNX graph fusion failed (%s: %s): scoring unfused", type(exc).__name__, exc)
+        kind = type(exc).__name__
+        logger.info("ONNX graph fusion failed (%s: %s): quantizing unfused", kind, exc)
         return False
     if worst > FUSED_TOLERANCE:
-        logger.info("the fused ONNX graph's logits differ by %.3g: scoring unfused", worst)
+        logger.info("the fused ONNX graph's logits differ by %.3g: quantizing unfused", worst)
         return False
     return True
 
@@ -343,18 +332,26 @@ def _quiet_onnxruntime() -> Iterator[None]:
             q.setLevel(level)
 
 
-def quantize_int8(source: Path, directory: Path) -> None:
+def quantize_int8(source: Path, directory: Path, fuse: Any | None, check: dict[str, Any]) -> None:
     """Dynamic int8 quantization of ``source`` (weights QInt8, activations at run time).
 
-    The source is first shape-inferred into ``directory`` by onnxruntime's symbolic shape
-    inference, which knows its fused kernels (ONNX's own does not, and the quantizer needs
-    every tensor's type); the quantizer also writes a copy beside its input, which must not
-    land in another cache entry.
+    With ``fuse`` (the config of an encoder), the graph is first fused by onnxruntime's
+    transformer optimizer (one kernel per attention, per embedding + layer norm, per skip +
+    layer norm), kept only if it gives ``source``'s logits on ``check`` (see :func:`_fuse`):
+    its attention then quantizes into ``QAttention``, 10% faster than the unfused graph
+    quantized (on both workloads of ``benchmarks/local.py``). (In fp32 the fusion gains
+    nothing over ONNX Runtime's own session optimizations: within 5% either way.) The graph is
+    shape-inferred by onnxruntime's symbolic shape inference, which knows the fused kernels
+    (ONNX's own does not, and the quantizer needs every tensor's type); everything is written
+    inside ``directory``: the quantizer also writes a copy beside its input.
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
+    fused = directory / "fused.onnx"
+    if fuse is not None and _fuse(source, fused, fuse, check):
+        source = fused
     inferred = directory / "fp32.onnx"
     quiet = _QuantizerLogs()
     root = logging.getLogger()
@@ -370,6 +367,7 @@ def quantize_int8(source: Path, directory: Path) -> None:
     finally:
         root.removeFilter(quiet)
     inferred.unlink()
+    fused.unlink(missing_ok=True)
 
 
 class _QuantizerLogs(logging.Filter):
@@ -381,10 +379,6 @@ class _QuantizerLogs(logging.Filter):
         return "/onnxruntime/quantization/" not in record.pathname.replace("\\", "/")
 
 
-UNFUSED_MARK = "unfused"
-"""In a cache entry for a shipped ONNX file: the file is scored as it is (nothing to fuse)."""
-
-
 def onnx_model_file(
     checkpoint: Checkpoint,
     model: Any,
@@ -392,13 +386,16 @@ def onnx_model_file(
     check: dict[str, Any],
     quantize: str | None,
 ) -> Path:
-    """The ONNX file to score ``checkpoint`` with: shipped (or its fused copy), cached, or
-    exported now; its int8 copy with ``quantize="int8"``."""
+    """The ONNX file to score ``checkpoint`` with: shipped, cached, or exported now; its
+    int8 copy with ``quantize="int8"``."""
     name = checkpoint.name
     shipped = checkpoint_file(name, SHIPPED_ONNX)
     if shipped is not None and shipped.stat().st_size > 0:
+        if quantize is None:
+            logger.info("%s: scoring with its own ONNX file %s", name, shipped)
+            return shipped
+        source = shipped
         digest = file_digest(shipped)
-        source = _shipped_or_fused(name, shipped, digest, model, check)
     else:
         digest = content_digest(name)
         entry = cache_root() / _entry_name(digest, None, shipped=False)
@@ -407,19 +404,20 @@ def onnx_model_file(
             logger.info("%s: ONNX export found in the cache: %s", name, source)
         else:
             started = time.perf_counter()
-            _build_entry(entry, lambda d: export_onnx(model, trace, check, d))
+            _build_entry(entry, lambda d: export_onnx(model, trace, d))
             logger.info(
                 "%s: exported to ONNX in %.1f s: %s", name, time.perf_counter() - started, source
             )
-    if quantize is None:
-        return source
+        if quantize is None:
+            return source
     entry = cache_root() / _entry_name(digest, quantize, shipped=shipped is not None)
     target = entry / MODEL_FILE
     if target.is_file():
         logger.info("%s: int8 ONNX file found in the cache: %s", name, target)
         return target
     started = time.perf_counter()
-    _build_entry(entry, lambda d: quantize_int8(source, d))
+    fuse = None if is_decoder_only(model) else model.config
+    _build_entry(entry, lambda d: quantize_int8(source, d, fuse, check))
     logger.info(
         "%s: quantized the ONNX file to int8 in %.1f s: %s",
         name,
@@ -427,32 +425,6 @@ def onnx_model_file(
         target,
     )
     return target
-
-
-def _shipped_or_fused(
-    name: str, shipped: Path, digest: str, model: Any, check: dict[str, Any]
-) -> Path:
-    """A shipped encoder file is fused once into the cache, as an export is (Hub files are
-    mostly unfused exports); one that is fused already, does not fuse or is a decoder's is
-    scored as it is (the cache entry then holds only :data:`UNFUSED_MARK`)."""
-    if not is_decoder_only(model):
-        entry = cache_root() / _entry_name(digest, None, shipped=True)
-        fused = entry / MODEL_FILE
-
-        def build(directory: Path) -> None:
-            if _fuse(shipped, directory / "fused.onnx", model.config, check):
-                os.replace(directory / "fused.onnx", directory / MODEL_FILE)
-            else:
-                (directory / "fused.onnx").unlink(missing_ok=True)
-                (directory / UNFUSED_MARK).write_text(f"{shipped}\n", encoding="utf-8")
-
-        if not entry.is_dir():
-            _build_entry(entry, build)
-        if fused.is_file():
-            logger.info("%s: scoring with the fused copy of its own ONNX file: %s", name, fused)
-            return fused
-    logger.info("%s: scoring with its own ONNX file %s", name, shipped)
-    return shipped
 
 
 def default_threads() -> int:
