@@ -18,7 +18,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -82,8 +84,9 @@ def engine_of(reranker: MemReranker) -> object:
 
 @pytest.fixture(scope="module")
 def bert_onnx(tiny_cross_encoder: Path) -> Iterator[MemReranker]:
+    # 2 threads: batches run as slices on worker threads whatever this machine's cores.
     reranker = MemReranker(
-        model=str(tiny_cross_encoder), runtime="onnx", batch_size=4, on_error="raise"
+        model=str(tiny_cross_encoder), runtime="onnx", threads=2, batch_size=4, on_error="raise"
     )
     yield reranker
     reranker.close()
@@ -102,6 +105,18 @@ def test_bert_fp32_matches_cross_encoder_predict(
     assert worst(got, predict(tiny_cross_encoder, docs)) <= 1e-5
     assert max(got) - min(got) > 0.1
     assert got[-3:] == got[:3]
+
+
+def test_concurrent_calls_share_the_session_and_keep_their_scores(
+    bert_onnx: MemReranker,
+) -> None:
+    # Callers' slices interleave on the same session and worker threads; each call still
+    # gets its own scores, in its own order.
+    calls = [DOCS, DOCS[::-1], LONG + DOCS[:4], DOCS[3:]] * 3
+    want = [scores(bert_onnx, docs) for docs in calls]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        got = list(pool.map(lambda docs: scores(bert_onnx, docs), calls))
+    assert got == want
 
 
 def test_bert_truncation_is_cross_encoders_and_never_silent(
@@ -235,14 +250,22 @@ def test_int8_is_the_quantized_file_and_flashrank_agrees_on_the_fp32_file(
 
 
 def test_progress_per_batch_and_close_frees_the_session(tiny_cross_encoder: Path) -> None:
-    reranker = MemReranker(model=str(tiny_cross_encoder), runtime="onnx", batch_size=3)
+    reranker = MemReranker(model=str(tiny_cross_encoder), runtime="onnx", threads=2, batch_size=3)
+    before = set(threading.enumerate())
     seen: list[tuple[int, int]] = []
     scores(reranker, DOCS, progress=lambda done, total: seen.append((done, total)))
     assert seen == [(3, 10), (6, 10), (9, 10), (10, 10)]  # after each batch of 3
     forward = engine_of(reranker).forward  # type: ignore[attr-defined]
-    assert forward.session is not None
+    assert forward.session is not None and forward._workers is not None
+    workers = [t for t in set(threading.enumerate()) - before if "memreranker-onnx" in t.name]
+    assert workers  # this reranker's own
+    pool = forward._workers  # held here, so only close() can stop its threads
     reranker.close()
-    assert forward.session is None
+    assert forward.session is None and forward._workers is None
+    for thread in workers:  # the worker threads stop
+        thread.join(timeout=10)
+        assert not thread.is_alive()
+    del pool
     assert len(scores(reranker, DOCS)) == len(DOCS)  # reloads after close
 
 

@@ -142,9 +142,9 @@ class RerankerSettings(BaseModel):
     threads: int | None = Field(
         default=None,
         ge=1,
-        description='runtime="onnx" only: ONNX Runtime intra-op threads. None: torch\'s '
-        "thread count (the physical cores, or what torch.set_num_threads / OMP_NUM_THREADS "
-        "set).",
+        description='runtime="onnx" only: how many ONNX Runtime session runs (each on one '
+        "thread) go at once. None: torch's thread count (the physical cores, or what "
+        "torch.set_num_threads / OMP_NUM_THREADS set).",
     )
     score_cache_size: int = Field(
         default=0,
