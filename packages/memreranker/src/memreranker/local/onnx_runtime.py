@@ -349,6 +349,9 @@ def quantize_int8(source: Path, directory: Path, fuse: Any | None, check: dict[s
     """
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # It needs sympy: not a dependency of onnxruntime >= 1.2x (its extra "symbolic"), but of
+    # torch, which memreranker[onnx] installs (through [local]).
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
 
     fused = directory / "fused.onnx"
