@@ -5,8 +5,7 @@ Why a direct export rather than sentence-transformers' ``backend="onnx"``: that 
 install it). ``torch.onnx.export`` (TorchScript exporter, opset 17) of the checkpoint's own
 ``...ForSequenceClassification`` works with the transformers this package supports, and an
 ``onnxruntime.InferenceSession`` on it gives the torch logits within float rounding
-(encoders are traced with eager attention: see :func:`export_onnx`; their int8 copy is fused
-first: see :func:`quantize_int8`).
+(encoders are traced with eager attention: see :func:`export_onnx`).
 
 The export happens once, at the first load, into ``$MEMRERANKER_CACHE/onnx/<key>/`` where the
 key is a digest of the checkpoint's content (weights, config, tokenizer files) and of the
@@ -25,7 +24,6 @@ longest pair, identical documents scored once, progress per batch.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import hashlib
 import inspect
@@ -33,12 +31,11 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -57,7 +54,7 @@ logger = logging.getLogger("memreranker")
 # A user's own setting of the variable is kept.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-EXPORTER_VERSION = 4
+EXPORTER_VERSION = 5
 """Part of the cache key: raise it when the export changes, so old entries are not reused."""
 OPSET = 17
 SHIPPED_ONNX = "onnx/model.onnx"
@@ -220,18 +217,12 @@ def export_onnx(model: Any, trace: dict[str, Any], directory: Path) -> None:
     ``trace`` (a preprocessed batch of probe pairs) fixes the input names and traces the
     graph; batch and sequence axes stay dynamic. An encoder (BERT, XLM-R...) is traced with
     transformers' eager attention: traced from SDPA attention (transformers' default), ONNX
-    Runtime was 1.26x slower on long pairs (the RAG workload of ``benchmarks/local.py``). A
+    Runtime was 1.16x slower on long pairs (the RAG workload of ``benchmarks/local.py``). A
     decoder is traced as it is.
     """
     names = input_names(model, trace)
     traced = model if is_decoder_only(model) else _eager_copy(model)
     _trace(traced, names, trace, directory / MODEL_FILE)
-
-
-FUSED_TOLERANCE = 2e-5
-"""How far the fused graph's logits may be from the unfused graph's on the check pairs: the
-fusions reorder float sums (3.3e-6 on the tiny test BERT, 1.7e-5 on a MiniLM-L6-shaped one),
-and 2e-5 on a logit is at most 5e-6 on a score."""
 
 
 def _trace(model: Any, names: Sequence[str], trace: dict[str, Any], path: Path) -> None:
@@ -257,10 +248,9 @@ def _eager_copy(model: Any) -> Any:
     """``model`` with transformers' eager attention, sharing its weights.
 
     Eager attention traces to MatMul, Softmax, MatMul, which ONNX Runtime runs faster than
-    what SDPA traces to, and which its optimizer fuses (see :func:`quantize_int8`). A new
-    instance is built because transformers 4.x picks the attention class when the model is
-    built; the weights are then assigned to it (its non-persistent buffers, position ids, are
-    the constructor's own).
+    what SDPA traces to (see :func:`export_onnx`). A new instance is built because
+    transformers 4.x picks the attention class when the model is built; the weights are then
+    assigned to it (its non-persistent buffers, position ids, are the constructor's own).
     """
     config = copy.deepcopy(model.config)
     config._attn_implementation = "eager"
@@ -269,110 +259,27 @@ def _eager_copy(model: Any) -> Any:
     return eager.eval()
 
 
-def _fuse(source: Path, fused: Path, config: Any, check: dict[str, Any]) -> bool:
-    """Write onnxruntime's BERT fusions of ``source`` to ``fused``; whether they changed the
-    graph and give its logits on ``check`` within :data:`FUSED_TOLERANCE` (else, or when the
-    optimizer fails, the unfused graph is quantized, logged at INFO). ``optimize_by_fusion``,
-    not ``optimize_model``: the latter works in a directory of the system temp directory."""
-    import onnx
-    from onnxruntime.transformers.optimizer import optimize_by_fusion
-
-    heads = int(getattr(config, "num_attention_heads", 0) or 0)
-    hidden = int(getattr(config, "hidden_size", 0) or 0)
-    try:
-        graph = onnx.load(str(source))
-        before = {node.op_type for node in graph.graph.node}
-        with _quiet_onnxruntime():
-            optimized = optimize_by_fusion(graph, "bert", heads, hidden)
-            new_kernels = {node.op_type for node in optimized.nodes()} - before
-            if not new_kernels:  # nothing matched (or fused already): the source serves
-                return False
-            optimized.save_model_to_file(str(fused))
-        del graph, optimized
-        worst = float(np.abs(_logits(fused, check) - _logits(source, check)).max())
-    except Exception as exc:  # the optimizer's failures are untyped; the source serves
-        kind = type(exc).__name__
-        logger.info("ONNX graph fusion failed (%s: %s): quantizing unfused", kind, exc)
-        return False
-    if worst > FUSED_TOLERANCE:
-        logger.info("the fused ONNX graph's logits differ by %.3g: quantizing unfused", worst)
-        return False
-    return True
-
-
-def _logits(path: Path, check: dict[str, Any]) -> np.ndarray:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    feed = {i.name: check[i.name].numpy() for i in session.get_inputs()}
-    return np.asarray(session.run(None, feed)[0], dtype=np.float64)
-
-
-@contextlib.contextmanager
-def _quiet_onnxruntime() -> Iterator[None]:
-    """Silence onnxruntime's Python tools below ERROR while the block runs: the optimizer and
-    the shape inference log their progress, and harmless pattern misses as warnings. The
-    optimizer's modules are imported both as ``onnxruntime.transformers.x`` and, through its
-    own ``sys.path`` entry, as plain ``x``, so loggers are found by their modules' files."""
-    import onnxruntime
-
-    home = os.path.dirname(onnxruntime.__file__)
-    quiet = [
-        logging.getLogger(name)
-        for name, module in list(sys.modules.items())
-        if str(getattr(module, "__file__", None) or "").startswith(home)
-    ]
-    levels = [q.level for q in quiet]
-    for q in quiet:
-        q.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        for q, level in zip(quiet, levels, strict=True):
-            q.setLevel(level)
-
-
-def quantize_int8(source: Path, directory: Path, fuse: Any | None, check: dict[str, Any]) -> None:
+def quantize_int8(source: Path, directory: Path) -> None:
     """Dynamic int8 quantization of ``source`` (weights QInt8, activations at run time).
 
-    With ``fuse`` (the config of an encoder), the graph is first fused by onnxruntime's
-    transformer optimizer (one kernel per attention, per embedding + layer norm, per skip +
-    layer norm), kept only if it gives ``source``'s logits on ``check`` (see :func:`_fuse`):
-    its attention then quantizes into ``QAttention``, 10% faster than the unfused graph
-    quantized (on both workloads of ``benchmarks/local.py``). (In fp32 the fusion gains
-    nothing over ONNX Runtime's own session optimizations: within 5% either way.) The graph is
-    shape-inferred by onnxruntime's symbolic shape inference, which knows the fused kernels
-    (ONNX's own does not, and the quantizer needs every tensor's type); everything is written
-    inside ``directory``: the quantizer also writes a copy beside its input.
+    The source is copied into ``directory`` first: the quantizer writes a shape-inferred copy
+    beside its input, which must not land in another cache entry. (Fusing the graph first
+    with onnxruntime's transformer optimizer, so that attention quantizes into
+    ``QAttention``, was measured too: within 3% of this on both workloads of
+    ``benchmarks/local.py``, so the graph is quantized as exported.)
     """
-    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # It needs sympy: not a dependency of onnxruntime >= 1.2x (its extra "symbolic"), but of
-    # torch, which memreranker[onnx] installs (through [local]).
-    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
-
-    fused = directory / "fused.onnx"
-    if fuse is not None and _fuse(source, fused, fuse, check):
-        source = fused
-    inferred = directory / "fp32.onnx"
+    copy = directory / "fp32.onnx"
+    shutil.copyfile(source, copy)
     quiet = _QuantizerLogs()
     root = logging.getLogger()
     root.addFilter(quiet)
     try:
-        with _quiet_onnxruntime():
-            model = SymbolicShapeInference.infer_shapes(onnx.load(str(source)), auto_merge=True)
-            onnx.save(model, str(inferred))
-            del model
-            quantize_dynamic(
-                str(inferred), str(directory / MODEL_FILE), weight_type=QuantType.QInt8
-            )
+        quantize_dynamic(str(copy), str(directory / MODEL_FILE), weight_type=QuantType.QInt8)
     finally:
         root.removeFilter(quiet)
-    inferred.unlink()
-    fused.unlink(missing_ok=True)
+    copy.unlink()
 
 
 class _QuantizerLogs(logging.Filter):
@@ -385,11 +292,7 @@ class _QuantizerLogs(logging.Filter):
 
 
 def onnx_model_file(
-    checkpoint: Checkpoint,
-    model: Any,
-    trace: dict[str, Any],
-    check: dict[str, Any],
-    quantize: str | None,
+    checkpoint: Checkpoint, model: Any, trace: dict[str, Any], quantize: str | None
 ) -> Path:
     """The ONNX file to score ``checkpoint`` with: shipped, cached, or exported now; its
     int8 copy with ``quantize="int8"``."""
@@ -421,8 +324,7 @@ def onnx_model_file(
         logger.info("%s: int8 ONNX file found in the cache: %s", name, target)
         return target
     started = time.perf_counter()
-    fuse = None if is_decoder_only(model) else model.config
-    _build_entry(entry, lambda d: quantize_int8(source, d, fuse, check))
+    _build_entry(entry, lambda d: quantize_int8(source, d))
     logger.info(
         "%s: quantized the ONNX file to int8 in %.1f s: %s",
         name,
@@ -563,7 +465,7 @@ def load_onnx_forward(
     prompt = default_prompt(model)
     trace = model.preprocess(list(_TRACE_PAIRS), prompt=prompt)
     check = model.preprocess(list(_CHECK_PAIRS), prompt=prompt)
-    path = onnx_model_file(checkpoint, hf_model, trace, check, quantize)
+    path = onnx_model_file(checkpoint, hf_model, trace, quantize)
     forward = OnnxForward(path, threads=threads or default_threads())
     names = input_names(hf_model, check)
     with torch.inference_mode():
