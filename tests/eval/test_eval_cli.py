@@ -47,23 +47,9 @@ def test_locomo_end_to_end_with_bm25_categories_and_a_plot(
 ) -> None:
     plot = tmp_path / "chart.png"
     code, out, err = run_cli(
-        capsys,
-        str(LOCOMO_SAMPLE),
-        "--first-stage",
-        "bm25",
-        "--candidates",
-        "4",
-        "--category",
-        "1,2",
-        "--category",
-        "4",
-        "--reranker",
-        f"tiny=local:{tiny_model}",
-        "--plot",
-        str(plot),
-        "--no-progress",
-        "--stat-test",
-        "fisher",
+        capsys, str(LOCOMO_SAMPLE), "--first-stage", "bm25", "--candidates", "4",
+        "--category", "1,2", "--category", "4", "--reranker", f"tiny=local:{tiny_model}",
+        "--plot", str(plot), "--no-progress", "--stat-test", "fisher",
     )
     assert code == 0, err
     lines = out.splitlines()
@@ -81,15 +67,8 @@ def test_a_dead_service_is_reported_as_fallbacks_with_exit_3(
     capsys: pytest.CaptureFixture[str], refused_url: str
 ) -> None:
     code, out, err = run_cli(
-        capsys,
-        str(SMALL),
-        "--reranker",
-        f"dead=vllm:m@{refused_url}",
-        "--max-retries",
-        "0",
-        "--timeout",
-        "2",
-        "--no-progress",
+        capsys, str(SMALL), "--reranker", f"dead=vllm:m@{refused_url}", "--max-retries", "0",
+        "--timeout", "2", "--no-progress",
     )
     assert code == 3
     row = next(line for line in out.splitlines() if line.startswith("| dead |"))
@@ -107,15 +86,8 @@ def test_on_error_raise_exits_1_with_one_line(
     capsys: pytest.CaptureFixture[str], refused_url: str
 ) -> None:
     code, out, err = run_cli(
-        capsys,
-        str(SMALL),
-        "--reranker",
-        f"vllm:m@{refused_url}",
-        "--max-retries",
-        "0",
-        "--on-error",
-        "raise",
-        "--no-progress",
+        capsys, str(SMALL), "--reranker", f"vllm:m@{refused_url}", "--max-retries", "0",
+        "--on-error", "raise", "--no-progress",
     )
     assert (code, out) == (1, "")
     assert err.startswith("memreranker eval: ServiceConnectionError") and err.count("\n") == 1
@@ -242,18 +214,14 @@ def test_installed_command(tmp_path: Path) -> None:
     command = Path(sys.executable).with_name("memreranker")
     proc = subprocess.run(
         [str(command), "eval", "--sample", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        capture_output=True, text=True, timeout=300,
         env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["queries"] == 12
     proc = subprocess.run(
         [str(command), "eval", str(tmp_path / "missing.jsonl")],
-        capture_output=True,
-        text=True,
-        timeout=120,
+        capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and "no such file" in proc.stderr
@@ -272,9 +240,6 @@ def test_importing_the_core_and_the_cli_does_not_import_eval_dependencies() -> N
     assert proc.stdout.strip() == "[]"
     proc = subprocess.run(
         [sys.executable, "-c", "import sys, memreranker; print('memreranker.eval' in sys.modules)"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
+        capture_output=True, text=True, timeout=120, check=True,
     )
     assert proc.stdout.strip() == "False"

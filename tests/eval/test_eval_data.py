@@ -94,12 +94,7 @@ def test_locomo_candidates_are_the_conversation_turns_with_dates() -> None:
     dataset = load_dataset(LOCOMO_SAMPLE)
     assert dataset.first_stage == "conversation order"
     assert [q.id for q in dataset.queries] == [
-        "conv-a/0",
-        "conv-a/1",
-        "conv-a/2",
-        "conv-a/3",
-        "conv-b/0",
-        "conv-b/1",
+        "conv-a/0", "conv-a/1", "conv-a/2", "conv-a/3", "conv-b/0", "conv-b/1",
     ]
     first = dataset.queries[0]
     assert first.doc_ids == ("D1:1", "D1:2", "D1:3", "D1:4", "D2:1", "D2:2", "D2:3")
@@ -149,15 +144,8 @@ def test_locomo_category_filter() -> None:
             'sample x: session_1 turn 0 needs "speaker", "dia_id" and "text"',
         ),
         (
-            [
-                {
-                    "sample_id": "x",
-                    "conversation": {
-                        "session_1": [{"speaker": "A", "dia_id": "D1:1", "text": "t"}]
-                    },
-                    "qa": [{"q": 1}],
-                }
-            ],
+            [{"sample_id": "x", "conversation": {"session_1": [
+                {"speaker": "A", "dia_id": "D1:1", "text": "t"}]}, "qa": [{"q": 1}]}],
             'sample x, qa 0: expected an object with a "question"',
         ),
     ],

@@ -31,9 +31,12 @@ FIRST_STAGE = {
     "MRR": (1 / 2 + 1 + 1 / 2 + 1 / 6) / 4,
     "NDCG@1": (0 + 1 + 0 + 0) / 4,
     "NDCG@3": ((1 / L3) / (1 + 1 / L3) + 1 + (1 / L3) / (2 + 1 / L3) + 0) / 4,
-    "NDCG@10": ((1 / L3 + 1 / L5) / (1 + 1 / L3) + 1 + (1 / L3 + 2 / L5) / (2 + 1 / L3) + 1 / L7)
-    / 4,
-    "NDCG": ((1 / L3 + 1 / L5) / (1 + 1 / L3) + 1 + (1 / L3 + 2 / L5) / (2 + 1 / L3) + 1 / L7) / 4,
+    "NDCG@10": (
+        (1 / L3 + 1 / L5) / (1 + 1 / L3) + 1 + (1 / L3 + 2 / L5) / (2 + 1 / L3) + 1 / L7
+    ) / 4,
+    "NDCG": (
+        (1 / L3 + 1 / L5) / (1 + 1 / L3) + 1 + (1 / L3 + 2 / L5) / (2 + 1 / L3) + 1 / L7
+    ) / 4,
     "R@3": (1 / 2 + 1 + 1 / 2 + 0) / 4,
     "R@5": (1 + 1 + 1 + 0) / 4,
     "R@20": (1 + 1 + 1 + 1) / 4,
@@ -281,7 +284,6 @@ def test_a_users_backend_is_measured_like_ours(small: Dataset) -> None:
     rankings, scores = ranked_by(keywords, small)
     assert_metrics(report.results["keywords"], paper_metrics(rankings, qrels(small)))
     assert report.results["keywords"]["F1"] == pytest.approx(pair_f1(scores, qrels(small), 0.5))
-
 
 def test_recall_at_20_counts_a_relevant_document_at_ranks_11_to_20(tmp_path: Path) -> None:
     path = tmp_path / "long.jsonl"

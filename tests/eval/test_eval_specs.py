@@ -22,13 +22,8 @@ TEI = "tei:http://127.0.0.1:8080"
         (VLLM, VLLM, "vllm", "MemReranker-4B", "http://localhost:8000"),
         (TEI, TEI, "tei", None, "http://127.0.0.1:8080"),
         ("4b=local:/w", "4b", "local", "/w", None),
-        (
-            "bge=tei:https://tei.internal/rerank?x=1",
-            "bge",
-            "tei",
-            None,
-            "https://tei.internal/rerank?x=1",
-        ),
+        ("bge=tei:https://tei.internal/rerank?x=1", "bge", "tei", None,
+         "https://tei.internal/rerank?x=1"),
         # An "=" inside the spec (not a NAME= prefix) belongs to the spec.
         ("local:/w=1", "local:/w=1", "local", "/w=1", None),
     ],
@@ -71,9 +66,7 @@ def test_specs_build_ordinary_rerankers(monkeypatch: pytest.MonkeyPatch) -> None
 
     vllm = parse_spec("vllm:MemReranker-4B@http://127.0.0.1:9").build()
     assert (vllm.settings.backend, vllm.settings.model, vllm.settings.base_url) == (
-        "vllm",
-        "MemReranker-4B",
-        "http://127.0.0.1:9",
+        "vllm", "MemReranker-4B", "http://127.0.0.1:9",
     )
     for reranker in (local, memos, vllm):
         reranker.close()

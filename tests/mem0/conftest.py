@@ -57,6 +57,8 @@ def _one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+
+
 def _close(memory: Any) -> None:
     memory.close()  # the history DB
     memory.vector_store.client.close()  # mem0 leaves its local Qdrant open

@@ -68,10 +68,8 @@ def evaluate(
         ValueError: Bad arguments, a bad spec, two rerankers with one name.
         memreranker.MemRerankerError: A reranker with ``on_error="raise"`` failed.
     """
-    if (
-        isinstance(threshold, bool)
-        or not isinstance(threshold, int | float)
-        or not (0.0 <= threshold <= 1.0)
+    if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not (
+        0.0 <= threshold <= 1.0
     ):
         raise ValueError(f"threshold must be a number in [0, 1], got {threshold!r}")
     if stat_test not in STAT_TESTS:
@@ -120,16 +118,8 @@ def evaluate(
     specs = {BASELINE: None, **{name: r.name for name, r in systems}}
     templates = {name: r.settings.document_template for name, r in systems}
     rows = {
-        run.name: _row(
-            dataset,
-            run,
-            metrics[run.name],
-            p_values.get(run.name, {}),
-            specs[run.name],
-            threshold,
-            calibrate,
-            templates.get(run.name),
-        )
+        run.name: _row(dataset, run, metrics[run.name], p_values.get(run.name, {}),
+                       specs[run.name], threshold, calibrate, templates.get(run.name))
         for run in runs
     }
     return Report(

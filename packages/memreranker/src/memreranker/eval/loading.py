@@ -54,20 +54,8 @@ _LOCOMO_DATE = re.compile(
 _MONTHS = {
     name: number
     for number, full in enumerate(
-        (
-            "january",
-            "february",
-            "march",
-            "april",
-            "may",
-            "june",
-            "july",
-            "august",
-            "september",
-            "october",
-            "november",
-            "december",
-        ),
+        ("january", "february", "march", "april", "may", "june", "july", "august",
+         "september", "october", "november", "december"),
         1,
     )
     for name in (full, full[:3], "sept" if full == "september" else full[:3])

@@ -52,11 +52,8 @@ def plot_report(report: Report, path: str | os.PathLike[str]) -> None:
     ax = fig.add_subplot(2, 1, 1) if calibrations else fig.add_subplot()
     for k, name in enumerate(names):
         values = report.systems[name].metrics
-        xs = [
-            i + (k - (len(names) - 1) / 2) * width
-            for i, m in enumerate(METRICS)
-            if values[m] is not None
-        ]
+        xs = [i + (k - (len(names) - 1) / 2) * width for i, m in enumerate(METRICS)
+              if values[m] is not None]
         ys = [values[m] for m in METRICS if values[m] is not None]
         ax.bar(xs, ys, width=width, label=name)
     ax.set_xticks(range(len(METRICS)), list(METRICS))
@@ -67,9 +64,8 @@ def plot_report(report: Report, path: str | os.PathLike[str]) -> None:
         f"candidates: {report.first_stage}"
     )
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(
-        loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(names), 4), frameon=False
-    )
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(names), 4),
+              frameon=False)
     if calibrations:
         ax = fig.add_subplot(2, 1, 2)
         styles = (("precision", 1, ":"), ("recall", 2, "--"), ("F1", 3, "-"))
@@ -81,32 +77,21 @@ def plot_report(report: Report, path: str | os.PathLike[str]) -> None:
                 curve.append(cal.curve[-1])
             xs = [point[0] for point in curve]
             for label, column, style in styles:
-                ax.plot(
-                    xs,
-                    [point[column] for point in curve],
-                    style,
-                    color=color,
-                    label=f"{name} {label}",
-                )
+                ax.plot(xs, [point[column] for point in curve], style, color=color,
+                        label=f"{name} {label}")
             if cal.threshold is not None:
                 ax.axvline(cal.threshold, color=color, alpha=0.4)
-                ax.annotate(
-                    f"F1 {cal.f1:.2f} at >= {cal.threshold:.3f}",
-                    (cal.threshold, cal.f1),
-                    textcoords="offset points",
-                    xytext=(4, 4),
-                    color=color,
-                    fontsize=8,
-                )
+                ax.annotate(f"F1 {cal.f1:.2f} at >= {cal.threshold:.3f}",
+                            (cal.threshold, cal.f1), textcoords="offset points", xytext=(4, 4),
+                            color=color, fontsize=8)
         ax.set_xlim(0.0, 1.0)
         ax.set_ylim(0.0, 1.05)
         ax.set_xlabel("threshold (score_threshold: P(yes) at or above it is kept)")
         ax.set_ylabel("pooled over pairs")
         ax.set_title("calibration: precision, recall and F1 against the threshold")
         ax.grid(alpha=0.3)
-        ax.legend(
-            loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, frameon=False, fontsize=8
-        )
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, frameon=False,
+                  fontsize=8)
     fig.tight_layout()
     fig.savefig(os.fspath(path), dpi=120)
 

@@ -48,7 +48,9 @@ class RunResult:
 
 def first_stage_run(dataset: Dataset, name: str) -> RunResult:
     """The candidates in the order the first stage gave them."""
-    return RunResult(name, [Ranking(list(range(len(q.documents))), None) for q in dataset.queries])
+    return RunResult(
+        name, [Ranking(list(range(len(q.documents))), None) for q in dataset.queries]
+    )
 
 
 def run_reranker(
