@@ -20,7 +20,6 @@ import sys
 import tempfile
 import threading
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -105,18 +104,6 @@ def test_bert_fp32_matches_cross_encoder_predict(
     assert worst(got, predict(tiny_cross_encoder, docs)) <= 1e-5
     assert max(got) - min(got) > 0.1
     assert got[-3:] == got[:3]
-
-
-def test_concurrent_calls_share_the_session_and_keep_their_scores(
-    bert_onnx: MemReranker,
-) -> None:
-    # Callers' slices interleave on the same session and worker threads; each call still
-    # gets its own scores, in its own order.
-    calls = [DOCS, DOCS[::-1], LONG + DOCS[:4], DOCS[3:]] * 3
-    want = [scores(bert_onnx, docs) for docs in calls]
-    with ThreadPoolExecutor(max_workers=6) as pool:
-        got = list(pool.map(lambda docs: scores(bert_onnx, docs), calls))
-    assert got == want
 
 
 def test_bert_truncation_is_cross_encoders_and_never_silent(

@@ -292,7 +292,6 @@ class RerankerSettings(BaseModel):
             + ", ".join(map(repr, BUILTIN_BACKENDS))
             + f" or a memreranker.Backend instance, got {type(value).__name__}"
         )
-
     @field_validator("document_template", mode="before")
     @classmethod
     def _check_document_template(cls, value: Any) -> str | None:

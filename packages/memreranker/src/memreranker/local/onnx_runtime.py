@@ -32,7 +32,6 @@ import logging
 import os
 import shutil
 import tempfile
-import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -63,8 +62,9 @@ MODEL_FILE = "model.onnx"
 MAX_RUN_TOKENS = 256
 """Tokens (rows x padded length) per session run: a batch runs in slices of rows, which stay
 in the CPU's caches, on worker threads (see :class:`OnnxForward`). Measured on a
-MiniLM-L6-shaped BERT with 2 threads (``benchmarks/local.py`` workloads): slices of 64 to 384
-tokens are within 3% of each other; 640 tokens is 5-12% slower, 2,048 tokens 15-30%."""
+MiniLM-L6-shaped BERT with 2 threads (``benchmarks/local.py`` workloads, fp32 and int8):
+slices of 128 to 384 tokens are within 3% of each other; 640 tokens is 4-12% slower, 2,048
+tokens 9-29%."""
 
 # The files whose content defines the model's scores: weights (with their shard index), config
 # and tokenizer. A change in any of them gives another cache key.
@@ -211,22 +211,18 @@ def is_decoder_only(model: Any) -> bool:
     return kind in causal and kind not in masked
 
 
-def export_onnx(model: Any, trace: dict[str, Any], directory: Path) -> None:
+def export_onnx(model: Any, features: dict[str, Any], directory: Path) -> None:
     """Write ``model`` (a one-label seq-cls transformers model) as ``directory/model.onnx``.
 
-    ``trace`` (a preprocessed batch of probe pairs) fixes the input names and traces the
+    ``features`` (a preprocessed batch of probe pairs) fixes the input names and traces the
     graph; batch and sequence axes stay dynamic. An encoder (BERT, XLM-R...) is traced with
     transformers' eager attention: traced from SDPA attention (transformers' default), ONNX
     Runtime was 1.16x slower on long pairs (the RAG workload of ``benchmarks/local.py``). A
     decoder is traced as it is.
     """
-    names = input_names(model, trace)
+    names = input_names(model, features)
     traced = model if is_decoder_only(model) else _eager_copy(model)
-    _trace(traced, names, trace, directory / MODEL_FILE)
-
-
-def _trace(model: Any, names: Sequence[str], trace: dict[str, Any], path: Path) -> None:
-    wrapper = _Logits(model, names).eval()
+    wrapper = _Logits(traced, names).eval()
     axes = {n: {0: "batch", 1: "sequence"} for n in names}
     with warnings.catch_warnings(), torch.inference_mode():
         # The tracer's warnings are about Python branches it records once; the self-check
@@ -234,8 +230,8 @@ def _trace(model: Any, names: Sequence[str], trace: dict[str, Any], path: Path) 
         warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper,
-            tuple(trace[n] for n in names),
-            str(path),
+            tuple(features[n] for n in names),
+            str(directory / MODEL_FILE),
             input_names=names,
             output_names=["logits"],
             dynamic_axes={**axes, "logits": {0: "batch"}},
@@ -292,7 +288,7 @@ class _QuantizerLogs(logging.Filter):
 
 
 def onnx_model_file(
-    checkpoint: Checkpoint, model: Any, trace: dict[str, Any], quantize: str | None
+    checkpoint: Checkpoint, model: Any, features: dict[str, Any], quantize: str | None
 ) -> Path:
     """The ONNX file to score ``checkpoint`` with: shipped, cached, or exported now; its
     int8 copy with ``quantize="int8"``."""
@@ -312,7 +308,7 @@ def onnx_model_file(
             logger.info("%s: ONNX export found in the cache: %s", name, source)
         else:
             started = time.perf_counter()
-            _build_entry(entry, lambda d: export_onnx(model, trace, d))
+            _build_entry(entry, lambda d: export_onnx(model, features, d))
             logger.info(
                 "%s: exported to ONNX in %.1f s: %s", name, time.perf_counter() - started, source
             )
@@ -353,7 +349,7 @@ class OnnxForward:
     quantized per run, as before. The cost: a call of a single pair runs on one thread (one
     260-token pair: 38 ms instead of 26 ms on 2 intra-op threads; ``CrossEncoder.predict``:
     26 ms; two such pairs: 41 ms, ``predict`` 46 ms). Concurrent runs on a session with an
-    intra-op pool were measured too: 5-10% slower than this on both workloads (the runs
+    intra-op pool were measured too: 5-11% slower than this on both workloads (the runs
     contend for the pool)."""
 
     def __init__(self, path: Path, *, threads: int) -> None:
@@ -374,11 +370,15 @@ class OnnxForward:
         )
         self.inputs = [i.name for i in self.session.get_inputs()]
         self.output = self.session.get_outputs()[0].name
-        self._workers: ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
+        # Its threads start on the first call that has more than one slice.
+        self._workers: ThreadPoolExecutor | None = (
+            ThreadPoolExecutor(max_workers=threads, thread_name_prefix="memreranker-onnx")
+            if threads > 1
+            else None
+        )
 
     def __call__(self, features: dict[str, Any]) -> torch.Tensor:
-        session = self.session
+        session, workers = self.session, self._workers
         if session is None:
             raise RuntimeError("the ONNX Runtime session was closed")
         arrays = {}
@@ -402,28 +402,20 @@ class OnnxForward:
             feeds.append(feed)
 
         def run(feed: dict[str, np.ndarray]) -> np.ndarray:
-            return np.asarray(session.run([self.output], feed)[0])
+            return session.run([self.output], feed)[0]
 
-        if len(feeds) == 1 or self.threads == 1:
+        if len(feeds) == 1 or workers is None:
             out = [run(feed) for feed in feeds]
         else:
-            out = list(self._pool().map(run, feeds))
+            out = list(workers.map(run, feeds))
         return torch.from_numpy(out[0] if len(out) == 1 else np.concatenate(out))
-
-    def _pool(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._workers is None:
-                self._workers = ThreadPoolExecutor(
-                    max_workers=self.threads, thread_name_prefix="memreranker-onnx"
-                )
-            return self._workers
 
     def close(self) -> None:
         """Drop the session (its memory is freed once no one else holds it) and stop the
-        worker threads (a call in flight finishes first)."""
+        worker threads. (The local backend calls it under the lock its calls hold, so no call
+        is scoring meanwhile.)"""
         self.session = None
-        with self._lock:
-            workers, self._workers = self._workers, None
+        workers, self._workers = self._workers, None
         if workers is not None:
             workers.shutdown(wait=False)
 
